@@ -1,0 +1,43 @@
+"""What the broker should look like: the topology file, its checks, and the
+plan and apply that make a live broker match it. Imports `contracts` only."""
+
+from topology.check import EventRoute, WorkerWiring, check_references, check_wiring
+from topology.duration import Duration
+from topology.errors import BrokerUnreachable, TopologyError, TopologyInvalid, UnsafeChange
+from topology.expand import expand
+from topology.load import DEFAULT_FILE, load, loads
+from topology.model import Binding, Exchange, Queue, RetryPolicy, Topology, WorkerSpec
+from topology.problems import Problem
+from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+
+__all__ = [
+    # Reading the file
+    "DEFAULT_FILE",
+    "load",
+    "loads",
+    # The model
+    "Binding",
+    "Duration",
+    "Exchange",
+    "Queue",
+    "RetryPolicy",
+    "Topology",
+    "WorkerSpec",
+    # Checks
+    "EventRoute",
+    "Problem",
+    "WorkerWiring",
+    "check_references",
+    "check_wiring",
+    # Broker objects
+    "BindingDecl",
+    "ExchangeDecl",
+    "QueueDecl",
+    "Resources",
+    "expand",
+    # Errors
+    "BrokerUnreachable",
+    "TopologyError",
+    "TopologyInvalid",
+    "UnsafeChange",
+]

@@ -1,0 +1,231 @@
+"""Checks over a whole topology: references between entries, and the wiring of
+handlers to queues.
+
+The wiring is handed in as data (which events each worker handles and emits),
+so this module never imports worker code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import msgspec
+
+from topology.model import Topology
+from topology.names import is_derived, retry_queue
+from topology.problems import Problem
+from topology.routing import routes
+
+#: Queue arguments fleet sets itself; a file that sets them would break retries
+#: or dead-lettering.
+MANAGED_ARGUMENTS = frozenset(
+    {
+        "x-queue-type",
+        "x-dead-letter-exchange",
+        "x-dead-letter-routing-key",
+        "x-delivery-limit",
+        "x-dead-letter-strategy",
+        "x-message-ttl",
+    }
+)
+
+
+class EventRoute(msgspec.Struct, frozen=True):
+    """An event type as the wiring check sees it: its wire name and routing key."""
+
+    name: str
+    routing_key: str
+
+
+class WorkerWiring(msgspec.Struct, frozen=True):
+    """What one worker's code handles and may emit."""
+
+    handles: list[EventRoute]
+    emits: list[EventRoute]
+
+
+def check_references(topology: Topology) -> list[Problem]:
+    """Problems within the file alone: dangling names, misplaced settings, reserved names."""
+    problems: list[Problem] = []
+    exchanges = sorted(topology.exchanges)
+    queues = sorted(topology.queues)
+    derived: dict[str, str] = {}
+    for name, queue in topology.queues.items():
+        path = f"queues.{name}"
+        if is_derived(name):
+            problems.append(
+                Problem(
+                    path,
+                    "names ending in '.dead' or holding '.retry.' are "
+                    "reserved for the queues fleet derives",
+                )
+            )
+        for i, binding in enumerate(queue.bind):
+            if binding.exchange not in topology.exchanges:
+                problems.append(
+                    Problem(
+                        f"{path}.bind[{i}].exchange",
+                        f"unknown exchange {binding.exchange!r}{_known(exchanges)}",
+                    )
+                )
+        if queue.delivery_limit is not None and queue.type != "quorum":
+            problems.append(
+                Problem(
+                    f"{path}.delivery_limit",
+                    f"only quorum queues have a delivery limit (this one is {queue.type})",
+                )
+            )
+        for key in sorted(MANAGED_ARGUMENTS & queue.arguments.keys()):
+            problems.append(
+                Problem(
+                    f"{path}.arguments.{key}",
+                    "set by fleet from the queue's type, retry and delivery_limit; remove it",
+                )
+            )
+        seen: set[str] = set()
+        for i, delay in enumerate(queue.retry.delays):
+            retry = retry_queue(name, delay)
+            if retry in seen:
+                problems.append(
+                    Problem(f"{path}.retry.delays[{i}]", f"delay {delay} is listed twice")
+                )
+            seen.add(retry)
+            derived[retry] = path
+        if not queue.bind:
+            problems.append(
+                Problem(
+                    f"{path}.bind", "no bindings: nothing will ever reach this queue", "warning"
+                )
+            )
+    for name, worker in topology.workers.items():
+        path = f"workers.{name}"
+        consumed = topology.queues.get(worker.queue)
+        if consumed is None:
+            problems.append(
+                Problem(f"{path}.queue", f"unknown queue {worker.queue!r}{_known(queues)}")
+            )
+        elif consumed.type == "stream":
+            problems.append(
+                Problem(
+                    f"{path}.queue",
+                    f"queue {worker.queue!r} is a stream: streams are "
+                    "for replay and audit, workers consume classic or "
+                    "quorum queues",
+                )
+            )
+        if worker.publish_to is not None and worker.publish_to not in topology.exchanges:
+            problems.append(
+                Problem(
+                    f"{path}.publish_to",
+                    f"unknown exchange {worker.publish_to!r}{_known(exchanges)}",
+                )
+            )
+        if worker.concurrency > worker.prefetch:
+            problems.append(
+                Problem(
+                    f"{path}.concurrency",
+                    f"concurrency {worker.concurrency} exceeds "
+                    f"prefetch {worker.prefetch}: the extra slots can never be used",
+                    "warning",
+                )
+            )
+    return problems
+
+
+def check_wiring(topology: Topology, wiring: Mapping[str, WorkerWiring]) -> list[Problem]:
+    """Problems between the file and the handlers' code.
+
+    A handled event that no binding of the worker's queue routes is an error;
+    so is a worker that emits events without `publish_to`. An emitted event that
+    no queue receives is a warning unless the worker lists it as terminal.
+    """
+    problems: list[Problem] = []
+    for name, wired in wiring.items():
+        worker = topology.workers.get(name)
+        if worker is None:
+            continue
+        path = f"workers.{name}"
+        for event in wired.handles:
+            if not _reaches_queue(topology, worker.queue, event.routing_key):
+                problems.append(
+                    Problem(
+                        path,
+                        f"handles {event.name} ({event.routing_key}) but no "
+                        f"binding of queue {worker.queue!r} routes it",
+                    )
+                )
+        if wired.emits and worker.publish_to is None:
+            emitted = ", ".join(e.name for e in wired.emits)
+            problems.append(
+                Problem(
+                    f"{path}.publish_to",
+                    f"the handlers emit {emitted}: name the exchange to publish them to",
+                )
+            )
+            continue
+        for event in wired.emits:
+            if event.name in worker.terminal or worker.publish_to is None:
+                continue
+            receivers = _receiving_queues(topology, worker.publish_to, event.routing_key)
+            if not receivers:
+                problems.append(
+                    Problem(
+                        path,
+                        f"emits {event.name} ({event.routing_key}) to exchange "
+                        f"{worker.publish_to!r} but no queue receives it; bind "
+                        "one or list it under 'terminal'",
+                        "warning",
+                    )
+                )
+            problems += _unhandled_arrivals(topology, wiring, event, receivers, name)
+    return problems
+
+
+def _unhandled_arrivals(
+    topology: Topology,
+    wiring: Mapping[str, WorkerWiring],
+    event: EventRoute,
+    receivers: list[str],
+    emitter: str,
+) -> list[Problem]:
+    problems = []
+    for other_name, other in topology.workers.items():
+        handled = {e.name for e in wiring[other_name].handles} if other_name in wiring else None
+        if other.queue in receivers and handled is not None and event.name not in handled:
+            problems.append(
+                Problem(
+                    f"workers.{other_name}",
+                    f"queue {other.queue!r} receives "
+                    f"{event.name} (emitted by {emitter}) but no handler takes it: "
+                    "it would be dead-lettered",
+                    "warning",
+                )
+            )
+    return problems
+
+
+def _reaches_queue(topology: Topology, queue: str, routing_key: str) -> bool:
+    spec = topology.queues.get(queue)
+    if spec is None:
+        return False
+    return any(
+        routes(topology.exchanges[b.exchange].type, b.routing_key, routing_key)
+        for b in spec.bind
+        if b.exchange in topology.exchanges
+    )
+
+
+def _receiving_queues(topology: Topology, exchange: str, routing_key: str) -> list[str]:
+    exchange_type = topology.exchanges[exchange].type
+    return [
+        name
+        for name, queue in topology.queues.items()
+        if any(
+            b.exchange == exchange and routes(exchange_type, b.routing_key, routing_key)
+            for b in queue.bind
+        )
+    ]
+
+
+def _known(names: list[str]) -> str:
+    return f" (known: {', '.join(names)})" if names else " (none are declared)"

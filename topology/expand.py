@@ -1,0 +1,95 @@
+"""Topology → the broker objects it implies, retry and dead-letter queues included."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from topology.model import DEFAULT_DELIVERY_LIMIT, Queue, Topology
+from topology.names import dead_letter_queue, retry_queue
+from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+
+#: A parked message may be peeked at (`fleet dlq show`) many times; each peek is
+#: a delivery, so dead-letter quorum queues get a limit no operator will reach.
+DEAD_LETTER_DELIVERY_LIMIT = 1_000_000
+
+
+def expand(topology: Topology) -> Resources:
+    """Every exchange, queue and binding the broker needs for this topology."""
+    resources = Resources()
+    for name, exchange in topology.exchanges.items():
+        resources.exchanges.append(
+            ExchangeDecl(
+                name=name,
+                type=exchange.type,
+                durable=exchange.durable,
+                arguments=exchange.arguments,
+            )
+        )
+    for name, queue in topology.queues.items():
+        resources.queues += _queues(name, queue)
+        resources.bindings += [
+            BindingDecl(
+                source=b.exchange,
+                destination=name,
+                routing_key=b.routing_key,
+                arguments=b.arguments,
+            )
+            for b in queue.bind
+        ]
+    return resources
+
+
+def _queues(name: str, queue: Queue) -> list[QueueDecl]:
+    if queue.type == "stream":
+        return [QueueDecl(name=name, type="stream", durable=True, arguments=queue.arguments)]
+    dead = dead_letter_queue(name)
+    work = QueueDecl(
+        name=name,
+        type=queue.type,
+        durable=queue.durable,
+        arguments={
+            **queue.arguments,
+            **_dead_letter_to(dead),
+            **_quorum_safety(queue.type, queue.delivery_limit or DEFAULT_DELIVERY_LIMIT),
+        },
+    )
+    retries = [
+        QueueDecl(
+            name=retry_queue(name, delay),
+            type=queue.type,
+            durable=queue.durable,
+            arguments={
+                "x-message-ttl": delay.ms,
+                **_dead_letter_to(name),
+                **_quorum_safety(queue.type, DEFAULT_DELIVERY_LIMIT),
+            },
+        )
+        for delay in queue.retry.delays
+    ]
+    parked = QueueDecl(
+        name=dead,
+        type=queue.type,
+        durable=queue.durable,
+        arguments=(
+            {"x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT} if queue.type == "quorum" else {}
+        ),
+    )
+    return [work, *retries, parked]
+
+
+def _dead_letter_to(queue: str) -> dict[str, Any]:
+    # Through the default exchange: the message reaches that one queue only,
+    # never the other subscribers of the exchange it was first published to.
+    return {"x-dead-letter-exchange": "", "x-dead-letter-routing-key": queue}
+
+
+def _quorum_safety(queue_type: str, delivery_limit: int) -> dict[str, Any]:
+    if queue_type != "quorum":
+        return {}
+    # An explicit limit (4.x defaults to 20 and drops past it without a target),
+    # and broker-side dead-lettering that is confirmed, which needs reject-publish.
+    return {
+        "x-delivery-limit": delivery_limit,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",
+    }

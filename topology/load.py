@@ -1,0 +1,213 @@
+"""YAML → Topology, reporting every mistake with its path in the file.
+
+Each exchange, queue and worker is converted on its own, so one bad entry does
+not hide the problems of the next; reference checks then run over the whole.
+"""
+
+from __future__ import annotations
+
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+import msgspec
+import yaml
+
+from topology.check import check_references
+from topology.duration import Duration
+from topology.errors import TopologyInvalid
+from topology.model import Exchange, Queue, Topology, WorkerSpec
+from topology.problems import Problem, errors
+
+DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
+
+S = TypeVar("S", bound=msgspec.Struct)
+_SECTIONS: dict[str, type[msgspec.Struct]] = {
+    "exchanges": Exchange,
+    "queues": Queue,
+    "workers": WorkerSpec,
+}
+
+
+def load(path: str | os.PathLike[str] | None = None) -> Topology:
+    """Read and validate a topology file (default: the reference fleet's).
+
+    Raises:
+        TopologyInvalid: with every problem found, each naming its path.
+    """
+    source = Path(path) if path is not None else DEFAULT_FILE
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise TopologyInvalid(
+            str(source), [Problem("", f"cannot read file: {exc.strerror}")]
+        ) from None
+    return loads(text, source=str(source))
+
+
+def loads(text: str, source: str = "<topology>") -> Topology:
+    """Validate topology YAML given as text; see `load`."""
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise TopologyInvalid(source, [_yaml_problem(exc)]) from None
+    topology, problems = _convert(data if data is not None else {})
+    if topology is not None:
+        problems += check_references(topology)
+    if errors(problems) or topology is None:
+        raise TopologyInvalid(source, errors(problems))
+    return topology
+
+
+def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
+    if not isinstance(data, Mapping):
+        return None, [Problem("", f"expected a mapping at the top level, got {_kind(data)}")]
+    problems: list[Problem] = []
+    for key in data:
+        if key not in (*_SECTIONS, "version"):
+            problems.append(
+                Problem(str(key), f"unknown section (valid: version, {', '.join(_SECTIONS)})")
+            )
+    if data.get("version", 1) != 1:
+        problems.append(Problem("version", f"unsupported version {data['version']!r} (valid: 1)"))
+    sections: dict[str, dict[str, Any]] = {}
+    for section, spec in _SECTIONS.items():
+        sections[section] = _convert_section(section, data.get(section) or {}, spec, problems)
+    topology = Topology(
+        exchanges=sections["exchanges"], queues=sections["queues"], workers=sections["workers"]
+    )
+    return topology, problems
+
+
+def _convert_section(
+    section: str, entries: object, spec: type[S], problems: list[Problem]
+) -> dict[str, S]:
+    if not isinstance(entries, Mapping):
+        problems.append(
+            Problem(section, f"expected a mapping of name to {spec.__name__}, got {_kind(entries)}")
+        )
+        return {}
+    converted: dict[str, S] = {}
+    for name, body in entries.items():
+        path = f"{section}.{name}"
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(path, "names must be non-empty strings"))
+            continue
+        try:
+            converted[name] = msgspec.convert(
+                body if body is not None else {}, spec, dec_hook=_dec_hook
+            )
+        except msgspec.ValidationError as exc:
+            problems.append(_validation_problem(path, spec, str(exc)))
+            if spec is not WorkerSpec:
+                # A stand-in keeps the name known, so the reference checks that
+                # follow still run without reporting it as missing.
+                converted[name] = spec()
+    return converted
+
+
+def _dec_hook(target: type, value: Any) -> Any:
+    if target is Duration:
+        return Duration.parse(value)
+    raise NotImplementedError(f"unsupported type {target!r}")
+
+
+def _validation_problem(prefix: str, spec: type, message: str) -> Problem:
+    """msgspec's ``Expected `int` - at `$.bind[0].x` `` → a Problem with the full path."""
+    detail, _, at = message.partition(" - at `$")
+    inner = at.rstrip("`")
+    path = prefix + inner
+    detail = detail.replace("`", "'")
+    detail = detail[:1].lower() + detail[1:]
+    target = _resolve(spec, inner)
+    if detail.startswith("invalid enum value") and target is not None:
+        choices = get_args(target) if get_origin(target) is Literal else ()
+        if choices:
+            detail += f" (valid: {', '.join(map(str, choices))})"
+    elif (
+        detail.startswith("object contains unknown field")
+        and isinstance(target, type)
+        and issubclass(target, msgspec.Struct)
+    ):
+        detail += f" (valid: {', '.join(target.__struct_fields__)})"
+    return Problem(path, detail)
+
+
+def _resolve(spec: Any, path: str) -> Any:
+    """Follow a msgspec path (``.bind[0].exchange``) through type annotations."""
+    current = spec
+    for token in _tokens(path):
+        current = _strip(current)
+        if token.startswith("["):
+            args = get_args(current)
+            current = args[-1] if args else None
+        elif isinstance(current, type) and issubclass(current, msgspec.Struct):
+            current = typing.get_type_hints(current).get(token)
+        elif get_origin(current) is dict:
+            current = get_args(current)[1]
+        else:
+            return None
+    return _strip(current)
+
+
+def _strip(tp: Any) -> Any:
+    """Annotated[int, ...] → int; X | None → X."""
+    while True:
+        if get_origin(tp) is typing.Annotated:
+            tp = get_args(tp)[0]
+        elif get_origin(tp) in (typing.Union, types.UnionType):
+            rest = [a for a in get_args(tp) if a is not type(None)]
+            if len(rest) != 1:
+                return tp
+            tp = rest[0]
+        else:
+            return tp
+
+
+def _tokens(path: str) -> list[str]:
+    tokens: list[str] = []
+    for part in path.replace("[", ".[").split("."):
+        if part:
+            tokens.append(part)
+    return tokens
+
+
+def _kind(value: object) -> str:
+    return {
+        list: "a list",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "nothing",
+    }.get(type(value), type(value).__name__)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+    what = getattr(exc, "problem", None) or str(exc)
+    context = getattr(exc, "context", None)
+    message = f"{context}: {what}" if context else str(what)
+    return Problem(where, f"invalid YAML: {message}")
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A SafeLoader that refuses duplicate keys, which plain YAML silently overwrites."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"duplicate name {key!r} (first defined on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)

@@ -1,0 +1,111 @@
+"""The topology file as typed Structs.
+
+Every Struct forbids unknown fields, so a typo is an error rather than a
+silently ignored setting. Defaults here are the documented defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from topology.duration import Duration
+
+ExchangeType = Literal["topic", "direct", "fanout", "headers"]
+QueueType = Literal["quorum", "classic", "stream"]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+
+#: Quorum queues of RabbitMQ 4.x drop a message past 20 deliveries unless told
+#: otherwise; fleet always sets the limit explicitly and dead-letters past it.
+DEFAULT_DELIVERY_LIMIT = 20
+
+
+class _Spec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Base of the file's Structs."""
+
+
+class Exchange(_Spec, frozen=True):
+    """An exchange events are published to."""
+
+    type: ExchangeType = "topic"
+    durable: bool = True
+    arguments: dict[str, Any] = {}
+
+
+class Binding(_Spec, frozen=True):
+    """Routes messages from an exchange into the queue that lists it."""
+
+    exchange: str
+    routing_key: str = "#"
+    arguments: dict[str, Any] = {}
+
+
+class RetryPolicy(_Spec, frozen=True):
+    """How a queue's consumers retry a transient failure.
+
+    First `attempts` tries in process (exponential backoff from `backoff`,
+    with jitter, capped at `max_backoff`); then one broker-delayed redelivery
+    per entry of `delays`; then the dead-letter queue.
+    """
+
+    attempts: Positive = 3
+    backoff: Duration = Duration(100)
+    max_backoff: Duration = Duration(2000)
+    delays: list[Duration] = msgspec.field(
+        default_factory=lambda: [Duration(5000), Duration(30_000), Duration(300_000)]
+    )
+
+
+class Queue(_Spec, frozen=True):
+    """A queue, its bindings and its failure routing.
+
+    fleet derives `<name>.retry.<delay>` for each retry delay and `<name>.dead`
+    for parked messages; they are never written by hand.
+    """
+
+    type: QueueType = "quorum"
+    durable: bool = True
+    bind: list[Binding] = []
+    retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
+    # Redeliveries before the broker parks a message (quorum queues only):
+    # the bound on a message that crashes its worker again and again.
+    delivery_limit: Positive | None = None
+    arguments: dict[str, Any] = {}
+
+
+class WorkerSpec(_Spec, frozen=True):
+    """A worker: the module holding its handlers and the queue it consumes."""
+
+    module: str
+    queue: str
+    publish_to: str | None = None
+    prefetch: Positive = 64
+    concurrency: Positive = 16
+    replicas: Positive = 1
+    # Exception classes (dotted paths) that skip retries and park at once.
+    permanent_errors: list[str] = []
+    # Events this worker emits that may have no consumer (published without
+    # `mandatory`); any other unrouted follow-on event is a failure.
+    terminal: list[str] = []
+
+
+class Topology(_Spec, frozen=True):
+    """A whole topology file."""
+
+    version: Literal[1] = 1
+    exchanges: dict[str, Exchange] = {}
+    queues: dict[str, Queue] = {}
+    workers: dict[str, WorkerSpec] = {}
+
+    def worker(self, name: str) -> WorkerSpec:
+        """The spec of one worker.
+
+        Raises:
+            KeyError: with the known names, if there is no such worker.
+        """
+        try:
+            return self.workers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.workers)) or "none"
+            raise KeyError(f"no worker {name!r} in the topology (known: {known})") from None
