@@ -1,0 +1,47 @@
+"""Options shared by several commands; only click reads the environment."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def url_option(function: F) -> F:
+    """``--url`` / FLEET_AMQP_URL: the broker (its path is the vhost)."""
+    return click.option(
+        "--url",
+        envvar="FLEET_AMQP_URL",
+        default=DEFAULT_AMQP_URL,
+        show_default=True,
+        help="AMQP URL of the broker; the path is the vhost (env FLEET_AMQP_URL).",
+    )(function)
+
+
+def management_url_option(function: F) -> F:
+    """``--management-url`` / FLEET_MANAGEMENT_URL: the management HTTP API."""
+    return click.option(
+        "--management-url",
+        envvar="FLEET_MANAGEMENT_URL",
+        default=None,
+        help="Management API base URL (env FLEET_MANAGEMENT_URL); default: the AMQP host on "
+        "port 15672 with the same credentials.",
+    )(function)
+
+
+def file_option(function: F) -> F:
+    """``--file`` / FLEET_TOPOLOGY: the topology file."""
+    return click.option(
+        "--file",
+        "-f",
+        "topology_file",
+        envvar="FLEET_TOPOLOGY",
+        type=click.Path(dir_okay=False),
+        default=None,
+        help="Topology file (env FLEET_TOPOLOGY); default: topology/fleet.yaml (the reference fleet).",
+    )(function)

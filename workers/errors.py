@@ -1,0 +1,53 @@
+"""Errors a handler raises to steer its message, and errors of the runtime.
+
+    WorkerError
+    ├── Retry              retry later: skips the in-process attempts, goes to the next delay tier
+    ├── Reject             permanent: park in <queue>.dead at once with this reason
+    ├── PublishFailed      a follow-on event was nacked or returned unroutable by the broker
+    └── WorkerNotFound     (also LookupError) the topology or module has no such worker
+
+Any other exception from a handler is transient and retried.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+class WorkerError(Exception):
+    """Base of every error raised by `workers`."""
+
+
+class Retry(WorkerError):
+    """Raise to have the message retried later (not logged as an error).
+
+    Args:
+        reason: why, for the logs and the retry headers.
+        delay: ask for at least this long; fleet picks the first delay tier that is
+            as long (or the last tier).
+    """
+
+    def __init__(self, reason: str = "retry requested", *, delay: timedelta | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.delay = delay
+
+    def __repr__(self) -> str:
+        delay = f" delay {self.delay.total_seconds():.2f}s" if self.delay else ""
+        return f"<Retry{delay}: {self.reason}>"
+
+
+class Reject(WorkerError):
+    """Raise when the message can never succeed: it is parked in `<queue>.dead` with `reason`."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class PublishFailed(WorkerError):
+    """The broker nacked a follow-on event, or returned it because nothing was bound."""
+
+
+class WorkerNotFound(WorkerError, LookupError):
+    """No worker of that name in the topology, or not in the module it names."""

@@ -1,0 +1,29 @@
+"""Find a worker's code from its topology entry."""
+
+from __future__ import annotations
+
+import importlib
+
+from topology import WorkerSpec
+from workers.errors import WorkerNotFound
+from workers.worker import Worker
+
+
+def load_worker(name: str, spec: WorkerSpec) -> Worker:
+    """Import `spec.module` and return its Worker named `name`.
+
+    Raises:
+        WorkerNotFound: the module cannot be imported or holds no such Worker.
+    """
+    try:
+        module = importlib.import_module(spec.module)
+    except ImportError as exc:
+        raise WorkerNotFound(f"worker {name!r}: cannot import {spec.module!r} ({exc})") from exc
+    found = [w for w in vars(module).values() if isinstance(w, Worker)]
+    for worker in found:
+        if worker.name == name:
+            return worker
+    names = ", ".join(repr(w.name) for w in found) or "none"
+    raise WorkerNotFound(
+        f"worker {name!r}: module {spec.module!r} defines no Worker({name!r}) (found: {names})"
+    )

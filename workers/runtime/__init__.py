@@ -1,0 +1,1 @@
+"""The message path, one module per step: read `consumer.py` first."""

@@ -1,0 +1,141 @@
+"""The declaration API: a Worker and the handlers it registers.
+
+    inventory = Worker("inventory")
+
+    @inventory.handles(OrderPlaced)
+    async def reserve(event: OrderPlaced, ctx: Context) -> StockReserved | StockRejected:
+        ...
+
+What a handler returns (an event, a list of events, or None) is published as
+follow-on events by the runtime, which owns acks, retries, dedupe and confirms.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeAlias, TypeVar, get_args, get_origin
+
+from contracts import Event
+from topology import EventRoute, WorkerWiring
+from workers.context import Context
+
+E = TypeVar("E", bound=Event)
+Emitted: TypeAlias = Event | Sequence[Event] | None
+Handler: TypeAlias = Callable[[E, Context], Awaitable[Emitted]]
+Hook: TypeAlias = Callable[[], Awaitable[None]]
+
+
+class HandlerSpec(Generic[E]):
+    """One registered handler: the event it takes, the function, what it may emit."""
+
+    __slots__ = ("emits", "event_type", "function")
+
+    def __init__(self, event_type: type[E], function: Handler[E], emits: tuple[type[Event], ...]):
+        self.event_type = event_type
+        self.function = function
+        self.emits = emits
+
+    def __repr__(self) -> str:
+        return f"<handler {self.function.__qualname__} for {self.event_type.__wire_name__}>"
+
+
+class Worker:
+    """A named set of handlers, one per event type.
+
+    Args:
+        name: the worker's name in the topology file.
+    """
+
+    def __init__(self, name: str):
+        self.name = name
+        self._handlers: dict[type[Event], HandlerSpec[Any]] = {}
+        self._by_wire: dict[tuple[str, int], HandlerSpec[Any]] = {}
+        self._by_routing_key: dict[str, HandlerSpec[Any]] = {}
+        self.startup_hooks: list[Hook] = []
+        self.shutdown_hooks: list[Hook] = []
+
+    def handles(
+        self, event_type: type[E], *, emits: Sequence[type[Event]] | None = None
+    ) -> Callable[[Handler[E]], Handler[E]]:
+        """Register the decorated coroutine function as the handler of `event_type`.
+
+        Args:
+            event_type: the contract the handler takes.
+            emits: the events it may return; read from the return annotation when omitted.
+
+        Raises:
+            ValueError: the event type already has a handler in this worker.
+        """
+
+        def register(function: Handler[E]) -> Handler[E]:
+            if event_type in self._handlers:
+                held = self._handlers[event_type].function.__qualname__
+                raise ValueError(
+                    f"worker {self.name!r} already handles {event_type.__wire_name__} with {held}"
+                )
+            emitted = tuple(emits) if emits is not None else _emitted_types(function)
+            spec = HandlerSpec(event_type, function, emitted)
+            self._handlers[event_type] = spec
+            self._by_wire[(event_type.__wire_name__, event_type.__version__)] = spec
+            self._by_routing_key.setdefault(event_type.__routing_key__, spec)
+            return function
+
+        return register
+
+    def on_startup(self, hook: Hook) -> Hook:
+        """Register a coroutine run once before consuming starts (open pools, create tables)."""
+        self.startup_hooks.append(hook)
+        return hook
+
+    def on_shutdown(self, hook: Hook) -> Hook:
+        """Register a coroutine run once after consuming stopped and in-flight work finished."""
+        self.shutdown_hooks.append(hook)
+        return hook
+
+    @property
+    def handlers(self) -> list[HandlerSpec[Any]]:
+        return list(self._handlers.values())
+
+    def handler_for(self, wire_name: str, version: int) -> HandlerSpec[Any] | None:
+        """The handler for a wire name and version, if this worker has one."""
+        return self._by_wire.get((wire_name, version))
+
+    def handler_for_routing_key(self, routing_key: str) -> HandlerSpec[Any] | None:
+        """The handler whose event declares this routing key (for messages without `type`)."""
+        return self._by_routing_key.get(routing_key)
+
+    def wiring(self) -> WorkerWiring:
+        """What this worker handles and emits, for `topology check`."""
+        emitted = {t: None for spec in self._handlers.values() for t in spec.emits}
+        return WorkerWiring(
+            handles=[_route(t) for t in self._handlers],
+            emits=[_route(t) for t in emitted],
+        )
+
+    def __repr__(self) -> str:
+        return f"<Worker {self.name} handles {[t.__wire_name__ for t in self._handlers]}>"
+
+
+def _route(event_type: type[Event]) -> EventRoute:
+    return EventRoute(name=event_type.__wire_name__, routing_key=event_type.__routing_key__)
+
+
+def _emitted_types(function: Callable[..., Any]) -> tuple[type[Event], ...]:
+    """Event types named in a handler's return annotation (unions, lists and Optional unpacked)."""
+    try:
+        annotation = typing.get_type_hints(function).get("return")
+    except (NameError, TypeError):
+        return ()
+    found: list[type[Event]] = []
+    pending = [annotation]
+    while pending:
+        tp = pending.pop()
+        if isinstance(tp, type) and issubclass(tp, Event) and tp is not Event:
+            found.append(tp)
+        elif get_origin(tp) in (typing.Union, types.UnionType, list, tuple) or (
+            get_origin(tp) is not None and issubclass(get_origin(tp), Sequence)
+        ):
+            pending.extend(a for a in get_args(tp) if a is not Ellipsis)
+    return tuple(dict.fromkeys(reversed(found)))
