@@ -43,5 +43,5 @@ def file_option(function: F) -> F:
         envvar="FLEET_TOPOLOGY",
         type=click.Path(dir_okay=False),
         default=None,
-        help="Topology file (env FLEET_TOPOLOGY); default: topology/fleet.yaml (the reference fleet).",
+        help="Topology file (env FLEET_TOPOLOGY); default: the reference topology/fleet.yaml.",
     )(function)
