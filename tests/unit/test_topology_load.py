@@ -277,6 +277,21 @@ class TestBrokenTopology:
             "(this one is classic)"
         ]
 
+    @pytest.mark.xfail(
+        reason="check_references accepts durable: false on a quorum queue, which RabbitMQ "
+        "refuses at declaration (quorum queues are always durable)",
+        strict=True,
+    )
+    def test_a_non_durable_quorum_queue_is_refused(self) -> None:
+        """A setting the broker would refuse is reported at load, with its path."""
+        # Given
+        text = EXCHANGES + "queues:\n  a: {durable: false, bind: [{exchange: orders}]}\n"
+        # When
+        with pytest.raises(TopologyInvalid) as caught:
+            loads(text, source="broken.yaml")
+        # Then
+        assert [p.path for p in caught.value.problems] == ["queues.a.durable"]
+
     def test_an_argument_fleet_manages_is_refused(self) -> None:
         """Setting x-message-ttl by hand would fight the retry policy."""
         # Given
