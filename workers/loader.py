@@ -27,3 +27,26 @@ def load_worker(name: str, spec: WorkerSpec) -> Worker:
     raise WorkerNotFound(
         f"worker {name!r}: module {spec.module!r} defines no Worker({name!r}) (found: {names})"
     )
+
+
+def load_exception_classes(name: str, dotted: list[str]) -> tuple[type[BaseException], ...]:
+    """Resolve `permanent_errors` entries such as ``decimal.InvalidOperation``.
+
+    Raises:
+        WorkerNotFound: an entry does not name an importable exception class.
+    """
+    classes: list[type[BaseException]] = []
+    for i, path in enumerate(dotted):
+        module_name, _, attribute = path.rpartition(".")
+        found = None
+        if module_name:
+            try:
+                found = getattr(importlib.import_module(module_name), attribute, None)
+            except ImportError:
+                found = None
+        if not (isinstance(found, type) and issubclass(found, BaseException)):
+            raise WorkerNotFound(
+                f"workers.{name}.permanent_errors[{i}]: {path!r} is not an importable exception class"
+            )
+        classes.append(found)
+    return tuple(classes)

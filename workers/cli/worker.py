@@ -1,0 +1,92 @@
+"""`fleet worker`: run one worker process, or list the fleet's workers."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from topology import load
+from workers.cli import cli
+from workers.cli.options import file_option, url_option
+from workers.loader import load_worker
+from workers.runtime.loop import run
+from workers.runtime.service import WorkerSettings, run_worker
+from workers.runtime.shutdown import Shutdown
+
+EXAMPLES = """
+\b
+Examples:
+  fleet worker run inventory
+  fleet worker run payments --concurrency 32 --prefetch 128
+  FLEET_AMQP_URL=amqp://user:pw@rabbit-1:5672/prod fleet worker run shipping
+  fleet worker list
+"""
+
+
+@cli.group(epilog=EXAMPLES)
+def worker() -> None:
+    """Run and list workers.
+
+    A worker is one process consuming one queue. Start more processes (here or
+    on other machines) to scale: they share the queue as competing consumers.
+    """
+
+
+@worker.command("run", epilog=EXAMPLES)
+@click.argument("name")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None,
+              help="Handlers running at once (default: from the topology file).")
+@click.option("--prefetch", type=click.IntRange(min=1), default=None,
+              help="Unacknowledged deliveries the broker may send ahead (default: from the file).")
+@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
+              help="Seconds to let in-flight work finish on SIGTERM before requeueing the rest.")
+@file_option
+@url_option
+def run_command(name: str, concurrency: int | None, prefetch: int | None, drain_timeout: float,
+                topology_file: str | None, url: str) -> None:
+    """Run worker NAME until SIGTERM or Ctrl-C.
+
+    Consumes the worker's queue with manual acks, retries failures as the
+    queue's retry policy says, parks what cannot be processed in <queue>.dead,
+    and publishes follow-on events with publisher confirms. Reconnects by
+    itself when the broker restarts. The first signal drains in-flight work;
+    a second one stops at once (unfinished messages are requeued).
+    """
+    sys.path.insert(0, os.getcwd())  # worker modules of the user's project
+    topology = load(topology_file)
+    try:
+        settings = WorkerSettings.from_topology(
+            topology, name, url, prefetch=prefetch, concurrency=concurrency,
+            drain_timeout=drain_timeout,
+        )
+    except KeyError as exc:
+        raise click.UsageError(str(exc.args[0])) from None
+    shutdown = Shutdown()
+
+    async def main() -> None:
+        shutdown.install()
+        await run_worker(settings, shutdown)
+
+    run(main())
+
+
+@worker.command("list", epilog=EXAMPLES)
+@file_option
+def list_command(topology_file: str | None) -> None:
+    """List the topology's workers: queue, replicas, prefetch and the events they handle."""
+    sys.path.insert(0, os.getcwd())
+    topology = load(topology_file)
+    rows = [("WORKER", "QUEUE", "REPLICAS", "PREFETCH", "CONCURRENCY", "HANDLES")]
+    for name, spec in topology.workers.items():
+        try:
+            handles = ", ".join(h.event_type.__wire_name__ for h in load_worker(name, spec).handlers)
+        except Exception as exc:  # a broken module should not hide the other workers
+            handles = f"(cannot load: {exc})"
+        rows.append((name, spec.queue, str(spec.replicas), str(spec.prefetch),
+                     str(spec.concurrency), handles))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
+        click.echo("  ".join([*cells, row[-1]]))

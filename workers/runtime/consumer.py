@@ -1,0 +1,332 @@
+"""One delivery's path, top to bottom:
+
+    read properties ─▶ find the handler by `type` (or routing key) ─▶ decode into the contract
+    ─▶ skip if already processed (inbox) ─▶ call the handler (in-process retries)
+    ─▶ publish its follow-on events and wait for their confirms ─▶ ack
+
+A failure at any step is settled in one place (`_settle`): a copy goes to a
+delay queue or to the dead-letter queue with a confirm, then the original is
+acked. Nothing is acked before its effects and follow-ons are confirmed.
+
+The hot path talks to aiormq's channel directly and acks in batches
+(`acks.AckBatcher`); it allocates one Context per message and logs nothing
+unless something goes wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from aiormq.abc import AbstractChannel, DeliveredMessage
+
+from contracts import Event, InvalidPayload, decode, derive_message_id
+from workers.context import Context
+from workers.errors import PublishFailed
+from workers.runtime import headers as h
+from workers.runtime.acks import AckBatcher, Frame
+from workers.runtime.deadletter import parked_copy, redelivery_copy
+from workers.runtime.inbox import Inbox
+from workers.runtime.publisher import Publisher, follow_on_id
+from workers.runtime.retry import Decision, HandlerFailed, Park, Redeliver, RetryRules
+from workers.worker import Emitted, HandlerSpec, Worker
+
+log = structlog.get_logger("fleet.consumer")
+
+#: How long to wait before handing back a delivery that could not be settled
+#: (its dead-letter queue is missing, say), so a broken setup does not spin.
+SETTLE_FAILURE_PAUSE = 1.0
+
+
+@dataclass
+class Counters:
+    """What this consumer did since it started."""
+
+    processed: int = 0
+    duplicates: int = 0
+    retried: int = 0
+    parked: int = 0
+    requeued: int = 0
+    by_reason: dict[str, int] = field(default_factory=dict)
+
+
+class Consumer:
+    """Consumes one queue for one worker on one channel.
+
+    Args:
+        worker: the handlers.
+        queue: the queue consumed.
+        channel: the aiormq channel deliveries arrive on (acks go back on it).
+        publisher: a confirm-mode publisher for follow-ons, retries and dead letters.
+        rules: the queue's retry policy.
+        publish_to: the exchange follow-on events go to.
+        terminal: wire names published without `mandatory` (allowed to have no consumer).
+        concurrency: handlers running at once.
+        ack_batch: finished deliveries gathered per multiple ack.
+        inbox: processed-message memory; None means no deduplication.
+    """
+
+    def __init__(
+        self,
+        *,
+        worker: Worker,
+        queue: str,
+        channel: AbstractChannel,
+        publisher: Publisher,
+        rules: RetryRules,
+        publish_to: str | None,
+        terminal: frozenset[str] = frozenset(),
+        concurrency: int,
+        ack_batch: int,
+        inbox: Inbox | None = None,
+        counters: Counters | None = None,
+    ):
+        self.worker = worker
+        self.queue = queue
+        self._name = worker.name
+        self._channel = channel
+        self._publisher = publisher
+        self._rules = rules
+        self._publish_to = publish_to
+        self._terminal = terminal
+        self._inbox = inbox
+        self._slots = asyncio.Semaphore(concurrency)
+        self._acks = AckBatcher(batch=ack_batch, scatter_after=max(ack_batch, concurrency))
+        self._ack_lock = asyncio.Lock()
+        self._stopping = False
+        self._active = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self.counters = counters if counters is not None else Counters()
+
+    # -- the path -------------------------------------------------------------
+
+    async def on_message(self, message: DeliveredMessage) -> None:
+        """aiormq's consumer callback: runs in its own task per delivery."""
+        tag: int = message.delivery.delivery_tag
+        self._acks.received()
+        self._active += 1
+        self._idle.clear()
+        try:
+            async with self._slots:
+                if self._stopping:
+                    # Shutting down: leave it unacked; closing the channel requeues it.
+                    self._acks.abandoned()
+                    self.counters.requeued += 1
+                    return
+                failure = await self._process(message)
+            if failure is None:
+                await self._send_acks(self._acks.finished(tag))
+            else:
+                await self._settle(message, *failure)
+        except asyncio.CancelledError:
+            self._acks.abandoned()  # the channel closed under us; the broker redelivers
+            raise
+        finally:
+            self._active -= 1
+            if self._active == 0:
+                self._idle.set()
+
+    async def _process(self, message: DeliveredMessage) -> tuple[Decision, int] | None:
+        """Handle one delivery: None when it is done and may be acked, else where it
+        goes and the handler calls made so far (across every retry tier)."""
+        properties = message.header.properties
+        headers: dict[str, Any] = properties.headers or {}
+        type_name = properties.message_type
+        handler = self._find_handler(type_name, headers, message.delivery.routing_key)
+        message_id = properties.message_id or _derived_id(message)
+        attempts: int = headers.get(h.ATTEMPTS, 0)
+        if handler is None:
+            reason = self._unknown_type(type_name, headers)
+            return Park("unknown-type", "UnknownEventType", reason), attempts
+        try:
+            event = decode(handler.event_type, message.body)
+        except InvalidPayload as error:
+            return Park("decode", "InvalidPayload", str(error)), attempts
+        inbox = self._inbox
+        if inbox is not None and await inbox.seen(self._name, message_id):
+            self.counters.duplicates += 1
+            return None
+        ctx = Context(
+            worker=self._name,
+            queue=self.queue,
+            event_type=handler.event_type.__wire_name__,
+            message_id=message_id,
+            correlation_id=properties.correlation_id or message_id,
+            causation_id=headers.get(h.CAUSATION_ID),
+            attempt=attempts + 1,
+            redelivered=message.delivery.redelivered,
+            headers=headers,
+        )
+        try:
+            emitted = await self._rules.call(lambda: handler.function(event, ctx))
+            if emitted is not None:
+                await self._publish_follow_ons(emitted, ctx)
+        except HandlerFailed as failed:
+            retries = headers.get(h.RETRIES, 0)
+            return self._rules.decide(failed.error, retries), attempts + failed.attempts
+        except PublishFailed as error:
+            return self._rules.decide(error, headers.get(h.RETRIES, 0)), attempts + 1
+        if inbox is not None:
+            await inbox.record(self._name, message_id)
+        self.counters.processed += 1
+        return None
+
+    def _find_handler(
+        self, type_name: str | None, headers: dict[str, Any], routing_key: str
+    ) -> HandlerSpec[Any] | None:
+        if not type_name:
+            return self.worker.handler_for_routing_key(routing_key)
+        return self.worker.handler_for(type_name, _version(headers))
+
+    async def _publish_follow_ons(self, emitted: Emitted, ctx: Context) -> None:
+        events: Sequence[Event] = (emitted,) if isinstance(emitted, Event) else emitted or ()
+        if not events:
+            return
+        if self._publish_to is None:
+            raise PublishFailed(
+                f"worker {self._name!r} emitted {events[0].__wire_name__} but has no "
+                "'publish_to' exchange in the topology"
+            )
+        publishes = [
+            self._publisher.publish_event(
+                event,
+                exchange=self._publish_to,
+                message_id=follow_on_id(ctx.message_id, self._name, i, event),
+                correlation_id=ctx.correlation_id,
+                causation_id=ctx.message_id,
+                mandatory=event.__wire_name__ not in self._terminal,
+            )
+            for i, event in enumerate(events)
+        ]
+        if len(publishes) == 1:
+            await publishes[0]
+        else:
+            # All confirms are awaited together; any failure fails the delivery.
+            results = await asyncio.gather(*publishes, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+
+    # -- settling failures ----------------------------------------------------
+
+    async def _settle(self, message: DeliveredMessage, decision: Decision, attempts: int) -> None:
+        """Publish the retry or dead-letter copy with a confirm, then ack the original."""
+        tag: int = message.delivery.delivery_tag
+        message_id = message.header.properties.message_id or _derived_id(message)
+        copy = redelivery_copy if isinstance(decision, Redeliver) else parked_copy
+        routing_key, properties = copy(
+            message,
+            decision,  # type: ignore[arg-type]
+            message_id=message_id,
+            worker=self._name,
+            queue=self.queue,
+            attempts=attempts,
+        )
+        fields = {
+            "worker": self._name,
+            "queue": self.queue,
+            "message_id": message_id,
+            "correlation_id": message.header.properties.correlation_id,
+            "type": message.header.properties.message_type,
+            "attempt": attempts,
+        }
+        try:
+            await self._publisher.publish(
+                message.body, exchange="", routing_key=routing_key, properties=properties
+            )
+        except PublishFailed as error:
+            log.error("message.unsettled", to=routing_key, error=str(error), **fields)
+            await asyncio.sleep(SETTLE_FAILURE_PAUSE)
+            async with self._ack_lock:
+                await self._channel.basic_nack(tag, multiple=False, requeue=True, wait=False)
+            await self._send_acks(self._acks.settled(tag))
+            return
+        if isinstance(decision, Redeliver):
+            self.counters.retried += 1
+            log.warning(
+                "message.retried",
+                to=routing_key,
+                delay=str(decision.delay),
+                error=decision.reason,
+                **fields,
+            )
+        else:
+            self.counters.parked += 1
+            self.counters.by_reason[decision.reason] = (
+                self.counters.by_reason.get(decision.reason, 0) + 1
+            )
+            log.warning(
+                "message.dead_lettered",
+                to=routing_key,
+                reason=decision.reason,
+                error=decision.message,
+                **fields,
+            )
+        await self._send_acks(self._acks.finished(tag))
+
+    def _unknown_type(self, type_name: str | None, headers: dict[str, Any]) -> str:
+        handled = (
+            ", ".join(
+                sorted(
+                    f"{s.event_type.__wire_name__} v{s.event_type.__version__}"
+                    for s in self.worker.handlers
+                )
+            )
+            or "nothing"
+        )
+        if type_name:
+            what = f"type {type_name!r} version {_version(headers)}"
+        else:
+            what = "a message without a 'type' property whose routing key matches no contract"
+        return f"worker {self._name!r} has no handler for {what} (handles: {handled})"
+
+    # -- acks and shutdown ----------------------------------------------------
+
+    async def _send_acks(self, frames: list[Frame]) -> None:
+        if not frames:
+            return
+        # One sender at a time keeps ack frames in the order they were decided:
+        # a multiple ack overtaken by an older one would name a settled tag.
+        async with self._ack_lock:
+            for tag, multiple in frames:
+                await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+
+    async def drain(self, timeout: float) -> bool:
+        """Stop starting new deliveries, wait for running ones, send the last acks.
+
+        Returns:
+            True if every started delivery finished within `timeout`.
+        """
+        self._stopping = True
+        try:
+            await asyncio.wait_for(self._idle.wait(), timeout)
+            finished = True
+        except TimeoutError:
+            finished = False
+        await self._send_acks(self._acks.flush())
+        return finished
+
+    @property
+    def in_flight(self) -> int:
+        """Deliveries received and not yet settled."""
+        return self._acks.in_flight
+
+
+def _derived_id(message: DeliveredMessage) -> str:
+    """The stable id of a message its publisher sent without one."""
+    name = message.header.properties.message_type or message.delivery.routing_key
+    return derive_message_id(name, message.body)
+
+
+def _version(headers: dict[str, Any]) -> int:
+    value = headers.get(h.VERSION, 1)
+    if isinstance(value, int):
+        return value
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 1

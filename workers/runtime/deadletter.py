@@ -1,0 +1,84 @@
+"""The copies fleet publishes of a failed delivery: to a delay queue, or parked
+in the dead-letter queue. Body and properties stay as they were; headers say why."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+
+from topology.names import dead_letter_queue
+from workers.runtime import headers as h
+from workers.runtime.retry import Park, Redeliver
+
+
+def redelivery_copy(
+    message: DeliveredMessage,
+    decision: Redeliver,
+    *,
+    message_id: str,
+    worker: str,
+    queue: str,
+    attempts: int,
+) -> tuple[str, Basic.Properties]:
+    """Routing key (the delay queue, via the default exchange) and properties of a retry."""
+    headers = _failure_headers(message, worker=worker, queue=queue, attempts=attempts)
+    headers[h.RETRIES] = decision.tier
+    headers[h.ERROR_MESSAGE] = decision.reason
+    return decision.queue, _with_headers(message.header.properties, headers, message_id)
+
+
+def parked_copy(
+    message: DeliveredMessage,
+    decision: Park,
+    *,
+    message_id: str,
+    worker: str,
+    queue: str,
+    attempts: int,
+) -> tuple[str, Basic.Properties]:
+    """Routing key (`<queue>.dead`, via the default exchange) and properties of a parked message."""
+    headers = _failure_headers(message, worker=worker, queue=queue, attempts=attempts)
+    headers[h.REASON] = decision.reason
+    headers[h.ERROR_TYPE] = decision.error_type
+    headers[h.ERROR_MESSAGE] = decision.message
+    return dead_letter_queue(queue), _with_headers(message.header.properties, headers, message_id)
+
+
+def _failure_headers(
+    message: DeliveredMessage, *, worker: str, queue: str, attempts: int
+) -> dict[str, Any]:
+    headers = dict(message.header.properties.headers or {})
+    now = datetime.now(UTC).isoformat(timespec="milliseconds")
+    headers.setdefault(h.ORIGINAL_EXCHANGE, message.delivery.exchange)
+    headers.setdefault(h.ORIGINAL_ROUTING_KEY, message.delivery.routing_key)
+    headers.setdefault(h.FIRST_FAILURE, now)
+    headers[h.LAST_FAILURE] = now
+    headers[h.ATTEMPTS] = attempts
+    headers[h.WORKER] = worker
+    headers[h.QUEUE] = queue
+    return headers
+
+
+def _with_headers(
+    original: Basic.Properties, headers: dict[str, Any], message_id: str
+) -> Basic.Properties:
+    # Properties are kept as they were, except that a message its publisher sent
+    # without an id gets the stable id fleet derived, so `dlq replay --id` can name it.
+    return Basic.Properties(
+        content_type=original.content_type,
+        content_encoding=original.content_encoding,
+        headers=headers,
+        delivery_mode=original.delivery_mode or 2,
+        priority=original.priority,
+        correlation_id=original.correlation_id,
+        reply_to=original.reply_to,
+        expiration=original.expiration,
+        message_id=original.message_id or message_id,
+        timestamp=original.timestamp,
+        message_type=original.message_type,
+        user_id=original.user_id,
+        app_id=original.app_id,
+    )

@@ -1,0 +1,37 @@
+"""The AMQP header names fleet reads and writes, in one place.
+
+Plain clients set only `version` (and, for follow-ons, fleet sets
+`causation-id`); the `x-fleet-*` headers describe retries and dead letters.
+"""
+
+from __future__ import annotations
+
+VERSION = "version"
+CAUSATION_ID = "causation-id"
+
+ATTEMPTS = "x-fleet-attempts"  # handler calls so far, across every tier
+RETRIES = "x-fleet-retries"  # broker-delayed redeliveries so far
+DELIVERIES = "x-fleet-deliveries"  # crash-suspect redeliveries (classic queues)
+ORIGINAL_EXCHANGE = "x-fleet-original-exchange"
+ORIGINAL_ROUTING_KEY = "x-fleet-original-routing-key"
+FIRST_FAILURE = "x-fleet-first-failure"
+LAST_FAILURE = "x-fleet-last-failure"
+ERROR_TYPE = "x-fleet-error-type"
+ERROR_MESSAGE = "x-fleet-error"
+REASON = "x-fleet-reason"  # decode | unknown-type | permanent | retries-exhausted | crash-loop
+WORKER = "x-fleet-worker"
+QUEUE = "x-fleet-queue"
+
+#: Every header fleet adds on failure; `fleet dlq replay` removes them to reset attempts.
+FAILURE_HEADERS = (
+    ATTEMPTS,
+    RETRIES,
+    DELIVERIES,
+    FIRST_FAILURE,
+    LAST_FAILURE,
+    ERROR_TYPE,
+    ERROR_MESSAGE,
+    REASON,
+    WORKER,
+    QUEUE,
+)

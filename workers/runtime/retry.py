@@ -1,0 +1,141 @@
+"""What happens to a failed delivery: retried in process, redelivered later
+through a delay queue, or parked. Pure decisions; the consumer carries them out.
+
+    handler raises ─▶ permanent (Reject, a configured class)? ─▶ Park
+                    └▶ in-process attempts left? (tenacity: exponential, jittered) ─▶ call again
+                       └▶ delay tiers left? ─▶ Redeliver(<queue>.retry.<delay>)
+                          └▶ Park (retries exhausted)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
+
+from topology import Duration, RetryPolicy
+from topology.names import retry_queue
+from workers.errors import Reject, Retry
+
+T = TypeVar("T")
+
+#: How much of an error message a dead-letter header keeps.
+MESSAGE_LIMIT = 500
+
+
+@dataclass(frozen=True, slots=True)
+class Redeliver:
+    """Publish to a delay queue, which dead-letters the message back after `delay`."""
+
+    queue: str
+    delay: Duration
+    tier: int  # 1 for the first delay
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Park:
+    """Publish to the dead-letter queue with the reason, and stop trying."""
+
+    reason: str  # decode | unknown-type | permanent | retries-exhausted | crash-loop
+    error_type: str
+    message: str
+
+
+Decision = Redeliver | Park
+
+
+class HandlerFailed(Exception):
+    """The handler failed every in-process attempt; carries the last error."""
+
+    def __init__(self, error: BaseException, attempts: int):
+        super().__init__(str(error))
+        self.error = error
+        self.attempts = attempts
+
+
+class RetryRules:
+    """One queue's retry policy plus the worker's permanent error classes.
+
+    Args:
+        queue: the work queue, for naming its delay queues.
+        policy: attempts, backoff and delay tiers from the topology file.
+        permanent: exception classes that skip retries (besides Reject).
+    """
+
+    def __init__(
+        self,
+        queue: str,
+        policy: RetryPolicy,
+        permanent: tuple[type[BaseException], ...] = (),
+    ):
+        self.queue = queue
+        self.policy = policy
+        self.permanent = (Reject, *permanent)
+
+    def is_permanent(self, error: BaseException) -> bool:
+        return isinstance(error, self.permanent)
+
+    async def call(self, function: Callable[[], Awaitable[T]]) -> T:
+        """Call `function`, retrying transient failures in process.
+
+        The first call is made directly: tenacity's machinery is only built
+        once a call has failed, so the common path costs nothing extra.
+
+        Raises:
+            HandlerFailed: every attempt failed, or the error was permanent or a Retry.
+        """
+        try:
+            return await function()
+        except Exception as error:
+            if self.policy.attempts == 1 or isinstance(error, Retry) or self.is_permanent(error):
+                raise HandlerFailed(error, 1) from error
+        attempts = 1
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self.policy.attempts - 1),
+            wait=wait_random_exponential(
+                multiplier=self.policy.backoff.seconds, max=self.policy.max_backoff.seconds
+            ),
+            retry=retry_if_exception(
+                lambda e: not isinstance(e, Retry) and not self.is_permanent(e)
+            ),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    return await function()
+        except Exception as error:
+            raise HandlerFailed(error, attempts) from error
+        raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover
+
+    def decide(self, error: BaseException, retries_done: int) -> Decision:
+        """Where a delivery goes after its in-process attempts failed with `error`."""
+        if self.is_permanent(error):
+            reason = error.reason if isinstance(error, Reject) else describe(error)
+            return Park("permanent", type(error).__name__, _truncate(reason))
+        delays = self.policy.delays
+        tier = retries_done
+        if isinstance(error, Retry) and error.delay is not None:
+            wanted = error.delay.total_seconds() * 1000
+            while tier < len(delays) - 1 and delays[tier].ms < wanted:
+                tier += 1
+        if tier >= len(delays):
+            return Park("retries-exhausted", type(error).__name__, _truncate(describe(error)))
+        delay = delays[tier]
+        return Redeliver(
+            retry_queue(self.queue, delay), delay, tier + 1, _truncate(describe(error))
+        )
+
+
+def describe(error: BaseException) -> str:
+    """``ValueError: bad sku`` style, or just the type when the message is empty."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _truncate(text: str) -> str:
+    return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"

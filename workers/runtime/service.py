@@ -1,0 +1,205 @@
+"""One worker process: connect, check the queues exist, consume until told to
+stop, and reconnect whenever the broker goes away."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from dataclasses import dataclass
+
+import aiormq
+import structlog
+from aio_pika.abc import AbstractConnection
+
+from topology import BrokerUnreachable, Topology
+from topology.names import dead_letter_queue, retry_queue
+from workers.errors import WorkerError
+from workers.loader import load_exception_classes, load_worker
+from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
+from workers.runtime.consumer import Consumer, Counters
+from workers.runtime.inbox import Inbox
+from workers.runtime.publisher import Publisher
+from workers.runtime.retry import RetryRules
+from workers.runtime.shutdown import Shutdown
+from workers.worker import Worker
+
+log = structlog.get_logger("fleet.worker")
+
+MAX_RECONNECT_DELAY = 30.0
+
+
+@dataclass
+class WorkerSettings:
+    """Everything one worker process needs, resolved from the topology and the CLI."""
+
+    name: str
+    worker: Worker
+    topology: Topology
+    url: str
+    prefetch: int
+    concurrency: int
+    drain_timeout: float = 30.0
+    inbox: Inbox | None = None
+
+    @classmethod
+    def from_topology(
+        cls,
+        topology: Topology,
+        name: str,
+        url: str,
+        *,
+        prefetch: int | None = None,
+        concurrency: int | None = None,
+        drain_timeout: float = 30.0,
+        inbox: Inbox | None = None,
+    ) -> WorkerSettings:
+        """Settings for worker `name`, the CLI's overrides winning over the file."""
+        spec = topology.worker(name)
+        return cls(
+            name=name,
+            worker=load_worker(name, spec),
+            topology=topology,
+            url=url,
+            prefetch=prefetch or spec.prefetch,
+            concurrency=concurrency or spec.concurrency,
+            drain_timeout=drain_timeout,
+            inbox=inbox,
+        )
+
+
+class QueueMissing(WorkerError):
+    """A queue the worker needs has not been provisioned."""
+
+
+async def run_worker(
+    settings: WorkerSettings, shutdown: Shutdown, *, ready: asyncio.Event | None = None
+) -> Counters:
+    """Consume until `shutdown` is requested; returns what was done.
+
+    Raises:
+        QueueMissing: the topology was not applied to this broker.
+    """
+    spec = settings.topology.worker(settings.name)
+    queue = settings.topology.queues[spec.queue]
+    rules = RetryRules(
+        spec.queue, queue.retry, load_exception_classes(settings.name, spec.permanent_errors)
+    )
+    counters = Counters()
+    for hook in settings.worker.startup_hooks:
+        await hook()
+    try:
+        failures = 0
+        while not shutdown.requested.is_set():
+            try:
+                connection = await connect(settings.url, name=f"fleet worker {settings.name}")
+            except BrokerUnreachable as exc:
+                failures += 1
+                delay = _backoff(failures)
+                log.warning("broker.unreachable", worker=settings.name, error=str(exc),
+                            retry_in=round(delay, 2))
+                await _wait_any(shutdown.requested, timeout=delay)
+                continue
+            failures = 0
+            try:
+                lost = await _consume(connection, settings, rules, counters, shutdown, ready)
+            except CONNECTION_ERRORS as exc:
+                lost = True
+                log.warning("broker.connection_lost", worker=settings.name, error=str(exc))
+            finally:
+                if not connection.is_closed:
+                    await connection.close()
+            if lost:
+                await _wait_any(shutdown.requested, timeout=_backoff(1))
+    finally:
+        for hook in settings.worker.shutdown_hooks:
+            await hook()
+    return counters
+
+
+async def _consume(
+    connection: AbstractConnection,
+    settings: WorkerSettings,
+    rules: RetryRules,
+    counters: Counters,
+    shutdown: Shutdown,
+    ready: asyncio.Event | None,
+) -> bool:
+    """Consume on one connection; True if the connection was lost, False on a requested stop."""
+    spec = settings.topology.worker(settings.name)
+    lost = asyncio.Event()
+    connection.close_callbacks.add(lambda *_: lost.set())
+    await _check_queues(connection, settings)
+    channels = await open_channels(connection, prefetch=settings.prefetch)
+    consumer = Consumer(
+        worker=settings.worker,
+        queue=spec.queue,
+        channel=channels.consume,
+        publisher=Publisher(channels.publish, app_id=f"fleet.{settings.name}"),
+        rules=rules,
+        publish_to=spec.publish_to,
+        terminal=frozenset(spec.terminal),
+        concurrency=settings.concurrency,
+        ack_batch=min(64, max(1, settings.prefetch // 4)),
+        inbox=settings.inbox,
+        counters=counters,
+    )
+    consumer_tag = await channels.consume.basic_consume(spec.queue, consumer.on_message)
+    consumer_tag = consumer_tag.consumer_tag
+    log.info("worker.consuming", worker=settings.name, queue=spec.queue,
+             prefetch=settings.prefetch, concurrency=settings.concurrency)
+    if ready is not None:
+        ready.set()
+    await _wait_any(shutdown.requested, lost)
+    if lost.is_set() and not shutdown.requested.is_set():
+        log.warning("broker.connection_lost", worker=settings.name, in_flight=consumer.in_flight)
+        return True
+    log.info("worker.draining", worker=settings.name, in_flight=consumer.in_flight)
+    try:
+        await channels.consume.basic_cancel(consumer_tag)
+    except CONNECTION_ERRORS:
+        return True
+    drain = asyncio.ensure_future(consumer.drain(settings.drain_timeout))
+    await _wait_any(shutdown.forced, drain)
+    finished = drain.done() and drain.result()
+    log.info("worker.stopped", worker=settings.name, drained=finished,
+             requeued=consumer.in_flight, processed=counters.processed,
+             dead_lettered=counters.parked, retried=counters.retried,
+             duplicates=counters.duplicates)
+    return False
+
+
+async def _check_queues(connection: AbstractConnection, settings: WorkerSettings) -> None:
+    """Refuse to start against a broker the topology was not applied to."""
+    spec = settings.topology.worker(settings.name)
+    queue = settings.topology.queues[spec.queue]
+    needed = [spec.queue, dead_letter_queue(spec.queue)]
+    needed += [retry_queue(spec.queue, d) for d in queue.retry.delays]
+    for name in needed:
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            raise QueueMissing(
+                f"queue {name!r} does not exist on this broker: run `fleet topology apply` first"
+            ) from None
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+
+async def _wait_any(*waitables: asyncio.Event | asyncio.Future[object], timeout: float | None = None) -> None:
+    tasks = [
+        asyncio.ensure_future(w.wait()) if isinstance(w, asyncio.Event) else w for w in waitables
+    ]
+    waiters = [t for t in tasks]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task, source in zip(tasks, waitables, strict=True):
+            if isinstance(source, asyncio.Event) and not task.done():
+                task.cancel()
+
+
+def _backoff(failures: int) -> float:
+    """Exponential with full jitter, capped: 0.5 s, 1 s, 2 s … 30 s."""
+    return random.uniform(0.1, min(MAX_RECONNECT_DELAY, 0.5 * 2 ** (failures - 1)))
