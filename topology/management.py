@@ -1,0 +1,256 @@
+"""A small client for the RabbitMQ management HTTP API, bound to one vhost.
+
+`plan` reads the live broker through it, `topology.record` peeks at the last
+applied topology, and the dead-letter tooling lists and inspects queues. Every
+failure to talk to the API becomes `BrokerUnreachable` with one line saying how
+to fix it; callers never see an httpx exception.
+"""
+
+from __future__ import annotations
+
+import base64
+from types import TracebackType
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+import httpx
+import msgspec
+
+from topology.errors import BrokerUnreachable
+
+DEFAULT_PORT = 15672
+DEFAULT_TLS_PORT = 15671
+_ENABLE_HINT = "enable it: rabbitmq-plugins enable rabbitmq_management"
+
+
+class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue as the management API reports it (counters are 0 until stats arrive)."""
+
+    name: str
+    type: str = "classic"
+    durable: bool = True
+    auto_delete: bool = False
+    exclusive: bool = False
+    arguments: dict[str, Any] = {}
+    messages_ready: int = 0
+    messages_unacknowledged: int = 0
+    consumers: int = 0
+
+
+class ExchangeInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """An exchange as the management API reports it; the default exchange is named ''."""
+
+    name: str
+    type: str
+    durable: bool = True
+    auto_delete: bool = False
+    internal: bool = False
+    arguments: dict[str, Any] = {}
+
+
+class BindingInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A binding; `destination_type` is 'queue' or 'exchange'."""
+
+    source: str
+    destination: str
+    destination_type: str
+    routing_key: str
+    arguments: dict[str, Any] = {}
+
+
+class PeekedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A message read from a queue and put back (its `redelivered` flag is then set)."""
+
+    payload: bytes
+    properties: dict[str, Any] = {}
+    exchange: str = ""
+    routing_key: str = ""
+    redelivered: bool = False
+
+
+class _RawMessage(msgspec.Struct, kw_only=True):
+    payload: str
+    payload_encoding: str = "string"
+    properties: dict[str, Any] | list[Any] = {}
+    exchange: str = ""
+    routing_key: str = ""
+    redelivered: bool = False
+
+
+def management_url_from(amqp_url: str) -> str:
+    """``amqp://u:p@host:5672/vh`` → ``http://u:p@host:15672`` (amqps → https on 15671)."""
+    parts = urlsplit(amqp_url)
+    tls = parts.scheme == "amqps"
+    host = parts.hostname or "localhost"
+    if ":" in host:  # an IPv6 literal keeps its brackets in a URL
+        host = f"[{host}]"
+    credentials = ""
+    if parts.username is not None:
+        credentials = quote(unquote(parts.username), safe="")
+        if parts.password is not None:
+            credentials += ":" + quote(unquote(parts.password), safe="")
+        credentials += "@"
+    port = DEFAULT_TLS_PORT if tls else DEFAULT_PORT
+    return f"{'https' if tls else 'http'}://{credentials}{host}:{port}"
+
+
+def vhost_from(amqp_url: str) -> str:
+    """The vhost an AMQP URL names: its path, URL-decoded; no path means '/'."""
+    path = urlsplit(amqp_url).path
+    return unquote(path[1:]) if len(path) > 1 else "/"
+
+
+class Management:
+    """The management API of one broker, scoped to one vhost.
+
+    Args:
+        url: the API's base URL; credentials in it are used for basic auth
+            (default guest/guest).
+        vhost: the vhost every call reads.
+        timeout: seconds to wait for each answer.
+
+    Use it as a context manager, or call `close()`.
+    """
+
+    def __init__(self, url: str, vhost: str = "/", *, timeout: float = 10.0):
+        parts = urlsplit(url)
+        netloc = parts.netloc.rpartition("@")[2]
+        self.base_url = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+        self.vhost = vhost
+        self.user = unquote(parts.username) if parts.username is not None else "guest"
+        password = unquote(parts.password) if parts.password is not None else "guest"
+        self._timeout = timeout
+        self._client = httpx.Client(
+            base_url=self.base_url, auth=(self.user, password), timeout=timeout
+        )
+
+    @classmethod
+    def for_broker(cls, amqp_url: str, management_url: str | None = None) -> Management:
+        """The API of the broker and vhost an AMQP URL names.
+
+        Args:
+            amqp_url: the broker; its path is the vhost.
+            management_url: the API's base URL, when it is not the AMQP host on
+                port 15672; without credentials of its own it uses the AMQP URL's.
+        """
+        url = management_url or management_url_from(amqp_url)
+        if urlsplit(url).username is None:
+            # Borrow the AMQP URL's credentials, already quoted, for the API URL.
+            amqp = urlsplit(management_url_from(amqp_url))
+            if amqp.username is not None:
+                credentials = amqp.netloc.rpartition("@")[0]
+                parts = urlsplit(url)
+                url = parts._replace(netloc=f"{credentials}@{parts.netloc}").geturl()
+        return cls(url, vhost_from(amqp_url))
+
+    def queues(self) -> list[QueueInfo]:
+        """Every queue of the vhost."""
+        return msgspec.json.decode(self._list("queues"), type=list[QueueInfo])
+
+    def queue(self, name: str) -> QueueInfo | None:
+        """One queue of the vhost, or None if there is no such queue."""
+        response = self._request("GET", f"/api/queues/{self._vhost}/{_part(name)}")
+        if response.status_code == httpx.codes.NOT_FOUND:
+            return None
+        return msgspec.json.decode(response.content, type=QueueInfo)
+
+    def exchanges(self) -> list[ExchangeInfo]:
+        """Every exchange of the vhost, the default and amq.* ones included."""
+        return msgspec.json.decode(self._list("exchanges"), type=list[ExchangeInfo])
+
+    def bindings(self) -> list[BindingInfo]:
+        """Every binding of the vhost, those of the default exchange included."""
+        return msgspec.json.decode(self._list("bindings"), type=list[BindingInfo])
+
+    def peek(self, queue: str, count: int = 1) -> list[PeekedMessage] | None:
+        """Up to `count` messages from the head of a queue, left in the queue.
+
+        The broker requeues each one at once, so they count as redelivered. None
+        if there is no such queue.
+        """
+        response = self._request(
+            "POST",
+            f"/api/queues/{self._vhost}/{_part(queue)}/get",
+            json={"count": count, "ackmode": "ack_requeue_true", "encoding": "auto"},
+        )
+        if response.status_code == httpx.codes.NOT_FOUND:
+            return None
+        raw = msgspec.json.decode(response.content, type=list[_RawMessage])
+        return [
+            PeekedMessage(
+                payload=(
+                    base64.b64decode(m.payload)
+                    if m.payload_encoding == "base64"
+                    else m.payload.encode()
+                ),
+                # The API sends an empty list, not an object, for no properties.
+                properties=m.properties if isinstance(m.properties, dict) else {},
+                exchange=m.exchange,
+                routing_key=m.routing_key,
+                redelivered=m.redelivered,
+            )
+            for m in raw
+        ]
+
+    def close(self) -> None:
+        """Close the HTTP connections."""
+        self._client.close()
+
+    def __enter__(self) -> Management:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Management {self.base_url} vhost {self.vhost!r}>"
+
+    @property
+    def _vhost(self) -> str:
+        return _part(self.vhost)
+
+    def _list(self, kind: str) -> bytes:
+        response = self._request("GET", f"/api/{kind}/{self._vhost}")
+        if response.status_code == httpx.codes.NOT_FOUND:
+            raise BrokerUnreachable(
+                f"vhost {self.vhost!r} does not exist on the broker at {self.base_url} "
+                f"(create it: rabbitmqctl add_vhost {self.vhost})"
+            )
+        return response.content
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One call; any failure but 404 raises BrokerUnreachable."""
+        where = f"the RabbitMQ management API at {self.base_url}"
+        try:
+            response = self._client.request(method, path, **kwargs)
+        except httpx.ConnectError as exc:
+            reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
+            raise BrokerUnreachable(f"cannot reach {where}: {reason} ({_ENABLE_HINT})") from None
+        except httpx.TimeoutException:
+            raise BrokerUnreachable(
+                f"cannot reach {where}: no answer within {self._timeout:g}s"
+            ) from None
+        except httpx.HTTPError as exc:
+            raise BrokerUnreachable(f"cannot reach {where}: {exc}") from None
+        if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
+            raise BrokerUnreachable(
+                f"{where} refused user {self.user!r} ({response.status_code}): check the "
+                "credentials in --url or --management-url, and that the user has the "
+                "'management' tag"
+            )
+        if response.is_error and response.status_code != httpx.codes.NOT_FOUND:
+            raise BrokerUnreachable(
+                f"{where} answered {response.status_code} to {method} {path}: "
+                f"{response.text.strip()[:200]}"
+            )
+        return response
+
+
+def _part(name: str) -> str:
+    """A vhost or queue name as one URL path segment ('/' → '%2F')."""
+    return quote(name, safe="")
