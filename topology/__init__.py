@@ -6,6 +6,7 @@ from topology.check import EventRoute, WorkerWiring, check_references, check_wir
 from topology.duration import Duration
 from topology.errors import BrokerUnreachable, TopologyError, TopologyInvalid, UnsafeChange
 from topology.expand import expand
+from topology.graph import mermaid
 from topology.live import read_live
 from topology.load import DEFAULT_FILE, load, loads
 from topology.management import Management, management_url_from, vhost_from
@@ -54,6 +55,8 @@ __all__ = [
     "plan",
     "read_record",
     "survey",
+    # Drawing
+    "mermaid",
     # Errors
     "BrokerUnreachable",
     "TopologyError",
