@@ -66,5 +66,5 @@ def derive_message_id(type_name: str, body: bytes) -> str:
     The same type and body always give the same id, so a redelivery (or a
     client's blind re-publish of the same fact) dedupes like any other.
     """
-    digest = hashlib.blake2b(body, digest_size=16, person=type_name.encode()[:16])
+    digest = hashlib.blake2b(type_name.encode() + b"\x00" + body, digest_size=16)
     return "d-" + digest.hexdigest()

@@ -2,14 +2,15 @@
 
 A contract names itself on the wire with three class variables:
 
-    class OrderPlaced(Event, frozen=True):
+    class OrderPlaced(Event, frozen=True, kw_only=True):
         __wire_name__ = "OrderPlaced"     # defaults to the class name
         __version__ = 1                   # defaults to 1
         __routing_key__ = "order.placed"  # required: <domain>.<fact>, lower case
 
 Class variables are not fields, so they never appear in the JSON body.
-Subclasses repeat `frozen=True`: msgspec inherits it at run time, but type
-checkers following PEP 681 do not (msgspec issue #657).
+Subclasses repeat `frozen=True, kw_only=True`: msgspec applies `kw_only` only
+to the fields of the class that sets it, and type checkers following PEP 681
+do not inherit `frozen` (msgspec issue #657).
 """
 
 from __future__ import annotations

@@ -68,6 +68,10 @@ def check_references(topology: Topology) -> list[Problem]:
                         f"unknown exchange {binding.exchange!r}{_known(exchanges)}",
                     )
                 )
+        if not queue.durable and queue.type != "classic":
+            problems.append(
+                Problem(f"{path}.durable", f"{queue.type} queues are always durable; remove it")
+            )
         if queue.delivery_limit is not None and queue.type != "quorum":
             problems.append(
                 Problem(
@@ -164,10 +168,10 @@ def check_wiring(topology: Topology, wiring: Mapping[str, WorkerWiring]) -> list
             )
             continue
         for event in wired.emits:
-            if event.name in worker.terminal or worker.publish_to is None:
+            if worker.publish_to is None:
                 continue
             receivers = _receiving_queues(topology, worker.publish_to, event.routing_key)
-            if not receivers:
+            if not receivers and event.name not in worker.terminal:
                 problems.append(
                     Problem(
                         path,

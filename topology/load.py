@@ -54,7 +54,12 @@ def loads(text: str, source: str = "<topology>") -> Topology:
         data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise TopologyInvalid(source, [_yaml_problem(exc)]) from None
-    topology, problems = _convert(data if data is not None else {})
+    if data is None:
+        raise TopologyInvalid(
+            source,
+            [Problem("", "the file is empty: declare at least one exchange, queue or worker")],
+        )
+    topology, problems = _convert(data)
     if topology is not None:
         problems += check_references(topology)
     if errors(problems) or topology is None:

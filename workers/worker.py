@@ -134,8 +134,8 @@ def _emitted_types(function: Callable[..., Any]) -> tuple[type[Event], ...]:
         tp = pending.pop()
         if isinstance(tp, type) and issubclass(tp, Event) and tp is not Event:
             found.append(tp)
-        elif get_origin(tp) in (typing.Union, types.UnionType, list, tuple) or (
-            get_origin(tp) is not None and issubclass(get_origin(tp), Sequence)
+        elif get_origin(tp) in (typing.Union, types.UnionType) or (
+            isinstance(get_origin(tp), type) and issubclass(get_origin(tp), Sequence)
         ):
             pending.extend(a for a in get_args(tp) if a is not Ellipsis)
     return tuple(dict.fromkeys(reversed(found)))

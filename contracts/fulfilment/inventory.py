@@ -8,7 +8,7 @@ from contracts.registry import register
 
 
 @register
-class StockReserved(Event, frozen=True):
+class StockReserved(Event, frozen=True, kw_only=True):
     """Every line of the order is reserved; payment may proceed."""
 
     __routing_key__ = "stock.reserved"
@@ -22,7 +22,7 @@ class StockReserved(Event, frozen=True):
 
 
 @register
-class StockRejected(Event, frozen=True):
+class StockRejected(Event, frozen=True, kw_only=True):
     """At least one line could not be reserved; nothing was held."""
 
     __routing_key__ = "stock.rejected"
@@ -33,7 +33,7 @@ class StockRejected(Event, frozen=True):
 
 
 @register
-class StockReleased(Event, frozen=True):
+class StockReleased(Event, frozen=True, kw_only=True):
     """A reservation was given back (compensation after a failed later step)."""
 
     __routing_key__ = "stock.released"

@@ -24,7 +24,7 @@ class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
 
 
 @register
-class OrderPlaced(Event, frozen=True):
+class OrderPlaced(Event, frozen=True, kw_only=True):
     """A customer placed an order; the saga's first event."""
 
     __routing_key__ = "order.placed"
@@ -37,7 +37,7 @@ class OrderPlaced(Event, frozen=True):
 
 
 @register
-class OrderConfirmed(Event, frozen=True):
+class OrderConfirmed(Event, frozen=True, kw_only=True):
     """Stock, payment and shipment are all in place: the saga succeeded."""
 
     __routing_key__ = "order.confirmed"
@@ -47,7 +47,7 @@ class OrderConfirmed(Event, frozen=True):
 
 
 @register
-class OrderCancelled(Event, frozen=True):
+class OrderCancelled(Event, frozen=True, kw_only=True):
     """The saga ended without fulfilment; `reason` says why (stock, payment, deadline)."""
 
     __routing_key__ = "order.cancelled"

@@ -8,7 +8,7 @@ from contracts.registry import register
 
 
 @register
-class PaymentCaptured(Event, frozen=True):
+class PaymentCaptured(Event, frozen=True, kw_only=True):
     """The gateway captured the order's amount."""
 
     __routing_key__ = "payment.captured"
@@ -20,7 +20,7 @@ class PaymentCaptured(Event, frozen=True):
 
 
 @register
-class PaymentDeclined(Event, frozen=True):
+class PaymentDeclined(Event, frozen=True, kw_only=True):
     """The gateway declined the charge: a business outcome, not an error."""
 
     __routing_key__ = "payment.declined"

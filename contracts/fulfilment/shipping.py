@@ -7,7 +7,7 @@ from contracts.registry import register
 
 
 @register
-class ShipmentScheduled(Event, frozen=True):
+class ShipmentScheduled(Event, frozen=True, kw_only=True):
     """A carrier booked the shipment for a paid order."""
 
     __routing_key__ = "shipment.scheduled"

@@ -144,11 +144,6 @@ class TestEvent:
         with pytest.raises(AttributeError):
             event.parcel_id = "p-2"  # type: ignore[misc]
 
-    @pytest.mark.xfail(
-        reason="msgspec applies kw_only only to the fields of the class that sets it: "
-        "Event's subclasses (every contract) accept positional arguments",
-        strict=True,
-    )
     def test_events_are_keyword_only(self) -> None:
         """An event is built from keywords only, as the Event base documents."""
         # Given / When / Then
@@ -460,11 +455,6 @@ class TestDeriveMessageId:
         # Then
         assert placed != cancelled
 
-    @pytest.mark.xfail(
-        reason="derive_message_id passes the type name to blake2b as `person`, truncated to "
-        "16 bytes: names that share their first 16 bytes give the same id",
-        strict=True,
-    )
     def test_long_type_names_that_share_a_prefix_give_different_ids(self) -> None:
         """Type sensitivity holds for names longer than 16 bytes too."""
         # Given

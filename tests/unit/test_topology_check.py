@@ -164,11 +164,6 @@ workers:
             )
         ]
 
-    @pytest.mark.xfail(
-        reason="check_wiring skips every check of an event listed under `terminal`, so an "
-        "unhandled arrival of a terminal event is not reported",
-        strict=True,
-    )
     def test_a_terminal_event_reaching_a_queue_that_does_not_handle_it_is_a_warning(
         self,
     ) -> None:

@@ -277,11 +277,6 @@ class TestBrokenTopology:
             "(this one is classic)"
         ]
 
-    @pytest.mark.xfail(
-        reason="check_references accepts durable: false on a quorum queue, which RabbitMQ "
-        "refuses at declaration (quorum queues are always durable)",
-        strict=True,
-    )
     def test_a_non_durable_quorum_queue_is_refused(self) -> None:
         """A setting the broker would refuse is reported at load, with its path."""
         # Given
@@ -393,11 +388,6 @@ class TestUnreadableTopology:
         assert len(problems) == 1
         assert problems[0].startswith("line 2, column 1: invalid YAML: ")
 
-    @pytest.mark.xfail(
-        reason="loads() treats an empty document as an empty topology: a truncated file or "
-        "a wrong FLEET_TOPOLOGY passes check and provisions nothing",
-        strict=True,
-    )
     @pytest.mark.parametrize("text", ["", "# only a comment\n"])
     def test_an_empty_file_is_refused(self, text: str) -> None:
         """A file that declares nothing is a mistake, reported as one problem."""

@@ -233,11 +233,6 @@ class TestEmits:
         (spec,) = worker.handlers
         assert spec.emits == ()
 
-    @pytest.mark.xfail(
-        reason="_emitted_types calls issubclass() on get_origin() of every annotation; "
-        "special forms such as Literal are not classes, so handles() raises TypeError",
-        strict=True,
-    )
     def test_an_annotation_that_names_no_event_emits_nothing(self) -> None:
         """A return annotation without events registers the handler, emitting nothing."""
 
