@@ -72,10 +72,15 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
         return self.kind != "unmanaged"
 
     @property
+    def title(self) -> str:
+        """``~ queue payments (quorum)``: the symbol of its kind and the object."""
+        return f"{SYMBOLS[self.kind]} {_describe(self.resource)}"
+
+    @property
     def headline(self) -> str:
-        """``~ queue payments (quorum): needs --recreate``."""
-        line = f"{SYMBOLS[self.kind]} {_describe(self.resource)}"
-        return line if self.in_place else f"{line}: needs --recreate"
+        """``~ queue payments (quorum): needs --recreate``: the title, and whether it can be
+        made in place."""
+        return self.title if self.in_place else f"{self.title}: needs --recreate"
 
     def render(self) -> str:
         """The headline, then each difference indented."""
