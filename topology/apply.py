@@ -24,6 +24,7 @@ from topology.expand import expand
 from topology.live import read_live
 from topology.management import Management, vhost_from
 from topology.model import Topology
+from topology.names import RECORD_QUEUE
 from topology.plan import Change, ChangeKind, Plan, plan
 from topology.record import Record, read_record, write_record
 from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
@@ -134,7 +135,7 @@ async def apply(
         await _rebind_recreated(channel, resources, current)
         now = datetime.now(UTC)
         await _guard(
-            "queue 'fleet.topology' (the record)",
+            f"queue {RECORD_QUEUE!r} (fleet's record of what it applied)",
             write_record(
                 channel, Record(resources=resources, applied_at=now, file_sha256=file_sha256)
             ),
