@@ -1,0 +1,21 @@
+"""The worker runtime, the CLI and the reference workers.
+
+from workers import Worker, Context, Retry, Reject
+"""
+
+from workers.context import Context
+from workers.errors import PublishFailed, Reject, Retry, WorkerError, WorkerNotFound
+from workers.worker import Worker
+
+__all__ = [
+    # Declaring workers
+    "Context",
+    "Worker",
+    # Steering a message from a handler
+    "Reject",
+    "Retry",
+    # Errors
+    "PublishFailed",
+    "WorkerError",
+    "WorkerNotFound",
+]

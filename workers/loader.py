@@ -46,7 +46,8 @@ def load_exception_classes(name: str, dotted: list[str]) -> tuple[type[BaseExcep
                 found = None
         if not (isinstance(found, type) and issubclass(found, BaseException)):
             raise WorkerNotFound(
-                f"workers.{name}.permanent_errors[{i}]: {path!r} is not an importable exception class"
+                f"workers.{name}.permanent_errors[{i}]: {path!r} is not an importable "
+                "exception class"
             )
         classes.append(found)
     return tuple(classes)

@@ -122,6 +122,10 @@ def _route(event_type: type[Event]) -> EventRoute:
     return EventRoute(name=event_type.__wire_name__, routing_key=event_type.__routing_key__)
 
 
+def _is_sequence(origin: object) -> bool:
+    return isinstance(origin, type) and issubclass(origin, Sequence)
+
+
 def _emitted_types(function: Callable[..., Any]) -> tuple[type[Event], ...]:
     """Event types named in a handler's return annotation (unions, lists and Optional unpacked)."""
     try:
@@ -134,8 +138,6 @@ def _emitted_types(function: Callable[..., Any]) -> tuple[type[Event], ...]:
         tp = pending.pop()
         if isinstance(tp, type) and issubclass(tp, Event) and tp is not Event:
             found.append(tp)
-        elif get_origin(tp) in (typing.Union, types.UnionType) or (
-            isinstance(get_origin(tp), type) and issubclass(get_origin(tp), Sequence)
-        ):
+        elif get_origin(tp) in (typing.Union, types.UnionType) or _is_sequence(get_origin(tp)):
             pending.extend(a for a in get_args(tp) if a is not Ellipsis)
     return tuple(dict.fromkeys(reversed(found)))

@@ -8,6 +8,7 @@ import sys
 import uuid
 
 import click
+
 from contracts import InvalidPayload, decode, default_registry, encode
 from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
@@ -30,19 +31,42 @@ Examples:
 @cli.command(epilog=EXAMPLES)
 @click.argument("exchange")
 @click.argument("routing_key")
-@click.option("--type", "type_name", required=True, help="The contract's wire name, e.g. OrderPlaced.")
-@click.option("--version", "version", type=click.IntRange(min=1), default=1, show_default=True,
-              help="The contract version.")
-@click.option("--json", "payload", required=True,
-              help="The event's fields as a JSON object, or @FILE to read them from a file.")
+@click.option(
+    "--type", "type_name", required=True, help="The contract's wire name, e.g. OrderPlaced."
+)
+@click.option(
+    "--version",
+    "version",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="The contract version.",
+)
+@click.option(
+    "--json",
+    "payload",
+    required=True,
+    help="The event's fields as a JSON object, or @FILE to read them from a file.",
+)
 @click.option("--message-id", default=None, help="Idempotency key (default: a new UUID).")
-@click.option("--correlation-id", default=None,
-              help="The saga this event belongs to (default: the message id: a new saga).")
+@click.option(
+    "--correlation-id",
+    default=None,
+    help="The saga this event belongs to (default: the message id: a new saga).",
+)
 @file_option
 @url_option
-def publish(exchange: str, routing_key: str, type_name: str, version: int, payload: str,
-            message_id: str | None, correlation_id: str | None, topology_file: str | None,
-            url: str) -> None:
+def publish(
+    exchange: str,
+    routing_key: str,
+    type_name: str,
+    version: int,
+    payload: str,
+    message_id: str | None,
+    correlation_id: str | None,
+    topology_file: str | None,
+    url: str,
+) -> None:
     """Publish one event to EXCHANGE with ROUTING_KEY.
 
     The JSON is validated against the contract first; the publish is mandatory

@@ -36,16 +36,35 @@ def worker() -> None:
 
 @worker.command("run", epilog=EXAMPLES)
 @click.argument("name")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None,
-              help="Handlers running at once (default: from the topology file).")
-@click.option("--prefetch", type=click.IntRange(min=1), default=None,
-              help="Unacknowledged deliveries the broker may send ahead (default: from the file).")
-@click.option("--drain-timeout", type=click.FloatRange(min=0), default=30.0, show_default=True,
-              help="Seconds to let in-flight work finish on SIGTERM before requeueing the rest.")
+@click.option(
+    "--concurrency",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Handlers running at once (default: from the topology file).",
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Unacknowledged deliveries the broker may send ahead (default: from the file).",
+)
+@click.option(
+    "--drain-timeout",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds to let in-flight work finish on SIGTERM before requeueing the rest.",
+)
 @file_option
 @url_option
-def run_command(name: str, concurrency: int | None, prefetch: int | None, drain_timeout: float,
-                topology_file: str | None, url: str) -> None:
+def run_command(
+    name: str,
+    concurrency: int | None,
+    prefetch: int | None,
+    drain_timeout: float,
+    topology_file: str | None,
+    url: str,
+) -> None:
     """Run worker NAME until SIGTERM or Ctrl-C.
 
     Consumes the worker's queue with manual acks, retries failures as the
@@ -58,7 +77,11 @@ def run_command(name: str, concurrency: int | None, prefetch: int | None, drain_
     topology = load(topology_file)
     try:
         settings = WorkerSettings.from_topology(
-            topology, name, url, prefetch=prefetch, concurrency=concurrency,
+            topology,
+            name,
+            url,
+            prefetch=prefetch,
+            concurrency=concurrency,
             drain_timeout=drain_timeout,
         )
     except KeyError as exc:
@@ -81,11 +104,21 @@ def list_command(topology_file: str | None) -> None:
     rows = [("WORKER", "QUEUE", "REPLICAS", "PREFETCH", "CONCURRENCY", "HANDLES")]
     for name, spec in topology.workers.items():
         try:
-            handles = ", ".join(h.event_type.__wire_name__ for h in load_worker(name, spec).handlers)
+            handles = ", ".join(
+                h.event_type.__wire_name__ for h in load_worker(name, spec).handlers
+            )
         except Exception as exc:  # a broken module should not hide the other workers
             handles = f"(cannot load: {exc})"
-        rows.append((name, spec.queue, str(spec.replicas), str(spec.prefetch),
-                     str(spec.concurrency), handles))
+        rows.append(
+            (
+                name,
+                spec.queue,
+                str(spec.replicas),
+                str(spec.prefetch),
+                str(spec.concurrency),
+                handles,
+            )
+        )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]

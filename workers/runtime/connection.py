@@ -13,6 +13,7 @@ import aio_pika
 import aiormq
 from aio_pika.abc import AbstractConnection
 from aiormq.abc import AbstractChannel
+from pamqp.common import FieldTable
 
 from topology import BrokerUnreachable
 
@@ -45,7 +46,7 @@ async def connect(url: str, *, name: str) -> AbstractConnection:
     Raises:
         BrokerUnreachable: nothing answers at `url`, or it refused the login.
     """
-    properties = {"connection_name": f"{name} ({socket.gethostname()}:{os.getpid()})"}
+    properties: FieldTable = {"connection_name": f"{name} ({socket.gethostname()}:{os.getpid()})"}
     try:
         return await aio_pika.connect(url, client_properties=properties)
     except aiormq.exceptions.ProbableAuthenticationError as exc:

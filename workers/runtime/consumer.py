@@ -18,10 +18,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import structlog
 from aiormq.abc import AbstractChannel, DeliveredMessage
+from pamqp.commands import Basic
 
 from contracts import Event, InvalidPayload, decode, derive_message_id
 from workers.context import Context
@@ -106,7 +107,7 @@ class Consumer:
 
     async def on_message(self, message: DeliveredMessage) -> None:
         """aiormq's consumer callback: runs in its own task per delivery."""
-        tag: int = message.delivery.delivery_tag
+        tag = cast(int, cast(Basic.Deliver, message.delivery).delivery_tag)
         self._acks.received()
         self._active += 1
         self._idle.clear()
@@ -134,9 +135,10 @@ class Consumer:
         """Handle one delivery: None when it is done and may be acked, else where it
         goes and the handler calls made so far (across every retry tier)."""
         properties = message.header.properties
+        delivery = cast(Basic.Deliver, message.delivery)
         headers: dict[str, Any] = properties.headers or {}
         type_name = properties.message_type
-        handler = self._find_handler(type_name, headers, message.delivery.routing_key)
+        handler = self._find_handler(type_name, headers, delivery.routing_key or "")
         message_id = properties.message_id or _derived_id(message)
         attempts: int = headers.get(h.ATTEMPTS, 0)
         if handler is None:
@@ -158,7 +160,7 @@ class Consumer:
             correlation_id=properties.correlation_id or message_id,
             causation_id=headers.get(h.CAUSATION_ID),
             attempt=attempts + 1,
-            redelivered=message.delivery.redelivered,
+            redelivered=bool(delivery.redelivered),
             headers=headers,
         )
         try:
@@ -215,7 +217,7 @@ class Consumer:
 
     async def _settle(self, message: DeliveredMessage, decision: Decision, attempts: int) -> None:
         """Publish the retry or dead-letter copy with a confirm, then ack the original."""
-        tag: int = message.delivery.delivery_tag
+        tag = cast(int, cast(Basic.Deliver, message.delivery).delivery_tag)
         message_id = message.header.properties.message_id or _derived_id(message)
         copy = redelivery_copy if isinstance(decision, Redeliver) else parked_copy
         routing_key, properties = copy(
@@ -295,15 +297,15 @@ class Consumer:
             for tag, multiple in frames:
                 await self._channel.basic_ack(tag, multiple=multiple, wait=False)
 
-    async def drain(self, timeout: float) -> bool:
+    async def drain(self, seconds: float) -> bool:
         """Stop starting new deliveries, wait for running ones, send the last acks.
 
         Returns:
-            True if every started delivery finished within `timeout`.
+            True if every started delivery finished within `seconds`.
         """
         self._stopping = True
         try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
+            await asyncio.wait_for(self._idle.wait(), seconds)
             finished = True
         except TimeoutError:
             finished = False
@@ -318,7 +320,8 @@ class Consumer:
 
 def _derived_id(message: DeliveredMessage) -> str:
     """The stable id of a message its publisher sent without one."""
-    name = message.header.properties.message_type or message.delivery.routing_key
+    delivery = cast(Basic.Deliver, message.delivery)
+    name = message.header.properties.message_type or delivery.routing_key or ""
     return derive_message_id(name, message.body)
 
 

@@ -4,7 +4,7 @@ in the dead-letter queue. Body and properties stay as they were; headers say why
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from aiormq.abc import DeliveredMessage
 from pamqp.commands import Basic
@@ -52,8 +52,9 @@ def _failure_headers(
 ) -> dict[str, Any]:
     headers = dict(message.header.properties.headers or {})
     now = datetime.now(UTC).isoformat(timespec="milliseconds")
-    headers.setdefault(h.ORIGINAL_EXCHANGE, message.delivery.exchange)
-    headers.setdefault(h.ORIGINAL_ROUTING_KEY, message.delivery.routing_key)
+    delivery = cast(Basic.Deliver, message.delivery)
+    headers.setdefault(h.ORIGINAL_EXCHANGE, delivery.exchange)
+    headers.setdefault(h.ORIGINAL_ROUTING_KEY, delivery.routing_key)
     headers.setdefault(h.FIRST_FAILURE, now)
     headers[h.LAST_FAILURE] = now
     headers[h.ATTEMPTS] = attempts

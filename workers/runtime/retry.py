@@ -73,7 +73,7 @@ class RetryRules:
     ):
         self.queue = queue
         self.policy = policy
-        self.permanent = (Reject, *permanent)
+        self.permanent: tuple[type[BaseException], ...] = (Reject, *permanent)
 
     def is_permanent(self, error: BaseException) -> bool:
         return isinstance(error, self.permanent)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 from dataclasses import dataclass
+from typing import Any
 
 import aiormq
 import structlog
@@ -95,9 +96,13 @@ async def run_worker(
             except BrokerUnreachable as exc:
                 failures += 1
                 delay = _backoff(failures)
-                log.warning("broker.unreachable", worker=settings.name, error=str(exc),
-                            retry_in=round(delay, 2))
-                await _wait_any(shutdown.requested, timeout=delay)
+                log.warning(
+                    "broker.unreachable",
+                    worker=settings.name,
+                    error=str(exc),
+                    retry_in=round(delay, 2),
+                )
+                await _wait_any(shutdown.requested, seconds=delay)
                 continue
             failures = 0
             try:
@@ -109,7 +114,7 @@ async def run_worker(
                 if not connection.is_closed:
                     await connection.close()
             if lost:
-                await _wait_any(shutdown.requested, timeout=_backoff(1))
+                await _wait_any(shutdown.requested, seconds=_backoff(1))
     finally:
         for hook in settings.worker.shutdown_hooks:
             await hook()
@@ -143,10 +148,15 @@ async def _consume(
         inbox=settings.inbox,
         counters=counters,
     )
-    consumer_tag = await channels.consume.basic_consume(spec.queue, consumer.on_message)
-    consumer_tag = consumer_tag.consumer_tag
-    log.info("worker.consuming", worker=settings.name, queue=spec.queue,
-             prefetch=settings.prefetch, concurrency=settings.concurrency)
+    consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
+    consumer_tag = consume_ok.consumer_tag or ""
+    log.info(
+        "worker.consuming",
+        worker=settings.name,
+        queue=spec.queue,
+        prefetch=settings.prefetch,
+        concurrency=settings.concurrency,
+    )
     if ready is not None:
         ready.set()
     await _wait_any(shutdown.requested, lost)
@@ -161,10 +171,16 @@ async def _consume(
     drain = asyncio.ensure_future(consumer.drain(settings.drain_timeout))
     await _wait_any(shutdown.forced, drain)
     finished = drain.done() and drain.result()
-    log.info("worker.stopped", worker=settings.name, drained=finished,
-             requeued=consumer.in_flight, processed=counters.processed,
-             dead_lettered=counters.parked, retried=counters.retried,
-             duplicates=counters.duplicates)
+    log.info(
+        "worker.stopped",
+        worker=settings.name,
+        drained=finished,
+        requeued=consumer.in_flight,
+        processed=counters.processed,
+        dead_lettered=counters.parked,
+        retried=counters.retried,
+        duplicates=counters.duplicates,
+    )
     return False
 
 
@@ -187,13 +203,15 @@ async def _check_queues(connection: AbstractConnection, settings: WorkerSettings
                 await channel.close()
 
 
-async def _wait_any(*waitables: asyncio.Event | asyncio.Future[object], timeout: float | None = None) -> None:
-    tasks = [
+async def _wait_any(
+    *waitables: asyncio.Event | asyncio.Future[Any], seconds: float | None = None
+) -> None:
+    """Return when any event is set or future done, or after `seconds`."""
+    tasks: list[asyncio.Future[Any]] = [
         asyncio.ensure_future(w.wait()) if isinstance(w, asyncio.Event) else w for w in waitables
     ]
-    waiters = [t for t in tasks]
     try:
-        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
     finally:
         for task, source in zip(tasks, waitables, strict=True):
             if isinstance(source, asyncio.Event) and not task.done():

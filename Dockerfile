@@ -1,0 +1,12 @@
+# One image for every fleet process: topology apply, each worker, the ingress.
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 UV_COMPILE_BYTECODE=1 UV_LINK_MODE=copy
+RUN pip install --no-cache-dir uv
+WORKDIR /app
+COPY pyproject.toml uv.lock README.md ./
+COPY contracts contracts
+COPY topology topology
+COPY workers workers
+RUN uv sync --locked --no-dev --no-editable
+ENV PATH="/app/.venv/bin:$PATH" FLEET_LOG_FORMAT=json
+ENTRYPOINT ["fleet"]

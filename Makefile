@@ -1,0 +1,23 @@
+# The two commands of the README's quick start, and the checks CI runs.
+.PHONY: up test lint bench
+
+# Install, make sure RabbitMQ runs, apply the topology and run the reference fleet.
+up:
+	@.ci/setup && .ci/services
+	.venv/bin/fleet up
+
+# Install, make sure RabbitMQ runs, lint and type-check, then run the test suite.
+test:
+	@.ci/setup && .ci/services
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+	.venv/bin/pytest
+
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+
+# Benchmarks against bare aio-pika and FastStream (see tests/bench/README.md).
+bench:
+	@.ci/setup && .ci/services
+	.venv/bin/python -m tests.bench
