@@ -65,7 +65,11 @@ class Supervisor:
 
     async def _watch(self, child: Child) -> None:
         while not self._stopping.is_set():
-            child.process = await asyncio.create_subprocess_exec(*child.command)
+            # A session of its own: a Ctrl-C on the terminal reaches the supervisor
+            # only, which then stops each child once, gracefully.
+            child.process = await asyncio.create_subprocess_exec(
+                *child.command, start_new_session=True
+            )
             child.started_at = time.monotonic()
             log.info(
                 "process.started",
