@@ -12,6 +12,7 @@ test:
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv/bin/mypy --strict tests/typing
 	.venv/bin/pytest
 
 lint:

@@ -26,11 +26,15 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         if log_format == "console"
         else structlog.processors.JSONRenderer()
     )
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    _route_stdlib_logging(shared, renderer)
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info
             if log_format == "json"
@@ -43,3 +47,26 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+
+
+def _route_stdlib_logging(
+    shared: list[structlog.typing.Processor], renderer: structlog.typing.Processor
+) -> None:
+    """Render the libraries' stdlib log records like fleet's own lines.
+
+    aiormq reports a refused or dropped connection itself; fleet reports the same
+    event with what it will do about it (`broker.unreachable`), so aiormq's
+    own lines are kept for real errors only.
+    """
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.WARNING)
+    for noisy in ("aiormq", "aio_pika"):
+        logging.getLogger(noisy).setLevel(logging.CRITICAL)

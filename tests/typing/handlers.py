@@ -1,0 +1,32 @@
+"""Documented usage that must pass mypy --strict: `make test` checks this file.
+
+A line marked `type: ignore[...]` must fail type checking; with
+`warn_unused_ignores` (strict) the check fails if it ever stops failing.
+"""
+
+from __future__ import annotations
+
+from contracts.fulfilment import OrderPlaced, StockRejected, StockReserved
+from workers import Context, Worker
+
+inventory = Worker("inventory")
+
+
+@inventory.handles(OrderPlaced)
+async def reserve(event: OrderPlaced, ctx: Context) -> StockReserved | StockRejected:
+    return StockRejected(order_id=event.order_id, reason=ctx.message_id)
+
+
+@inventory.handles(OrderPlaced)  # type: ignore[arg-type]
+async def wrong_event(event: StockReserved, ctx: Context) -> None:
+    """A handler whose parameter is not the registered event is rejected."""
+
+
+@inventory.handles(OrderPlaced)  # type: ignore[arg-type]
+async def wrong_return(event: OrderPlaced, ctx: Context) -> str:
+    """A handler must return events (or None)."""
+    return "not an event"
+
+
+def not_keyword_only() -> None:
+    StockRejected("o-1", "reason")  # type: ignore[call-arg]
