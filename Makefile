@@ -20,5 +20,5 @@ lint:
 
 # Benchmarks against bare aio-pika and FastStream (see tests/bench/README.md).
 bench:
-	@.ci/setup && .ci/services
-	.venv/bin/python -m tests.bench
+	@.ci/setup && .ci/services && uv sync --locked --quiet --group bench
+	.venv/bin/python -m tests.bench $(ARGS)
