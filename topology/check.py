@@ -72,11 +72,11 @@ def check_references(topology: Topology) -> list[Problem]:
             problems.append(
                 Problem(f"{path}.durable", f"{queue.type} queues are always durable; remove it")
             )
-        if queue.delivery_limit is not None and queue.type != "quorum":
+        if queue.delivery_limit is not None and queue.type == "stream":
             problems.append(
                 Problem(
                     f"{path}.delivery_limit",
-                    f"only quorum queues have a delivery limit (this one is {queue.type})",
+                    "streams have no delivery limit: nothing is acked or redelivered",
                 )
             )
         for key in sorted(MANAGED_ARGUMENTS & queue.arguments.keys()):

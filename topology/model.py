@@ -68,8 +68,9 @@ class Queue(_Spec, frozen=True):
     durable: bool = True
     bind: list[Binding] = []
     retry: RetryPolicy = msgspec.field(default_factory=RetryPolicy)
-    # Redeliveries before the broker parks a message (quorum queues only):
-    # the bound on a message that crashes its worker again and again.
+    # Deliveries before a message that keeps coming back unsettled (one that
+    # crashes its worker, say) is parked: RabbitMQ counts them on quorum
+    # queues (x-delivery-limit); fleet's workers count them on classic ones.
     delivery_limit: Positive | None = None
     arguments: dict[str, Any] = {}
 
@@ -88,6 +89,9 @@ class WorkerSpec(_Spec, frozen=True):
     # Events this worker emits that may have no consumer (published without
     # `mandatory`); any other unrouted follow-on event is a failure.
     terminal: list[str] = []
+    # How long a processed message id is remembered for deduplication
+    # (PostgreSQL inbox); a redelivery older than this is processed again.
+    inbox_retention: Duration = Duration(7 * 86_400_000)
 
 
 class Topology(_Spec, frozen=True):

@@ -20,6 +20,7 @@ class Context:
         "attempt",
         "causation_id",
         "correlation_id",
+        "db",
         "event_type",
         "headers",
         "message_id",
@@ -51,6 +52,9 @@ class Context:
         self.redelivered = redelivered
         self.headers: Mapping[str, Any] = headers or {}
         self._log: structlog.typing.FilteringBoundLogger | None = None
+        #: The inbox transaction's connection (asyncpg) when the worker has a
+        #: database: write through it and the writes commit with the processed mark.
+        self.db: Any = None
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:

@@ -60,7 +60,7 @@ class TestReferenceTopology:
         assert inventory.type == "quorum"
         assert inventory.delivery_limit is None
         assert topology.queues["order-events"].type == "stream"
-        assert topology.workers["inventory"].replicas == 2
+        assert topology.workers["payments"].replicas == 2
         assert topology.workers["notifications"].publish_to is None
         assert topology.workers["shipping"].prefetch == 64
 
@@ -265,17 +265,26 @@ class TestBrokenTopology:
         # When / Then
         assert problems_of(text) == ["workers.a.prefetch: expected 'int' >= 1"]
 
-    def test_a_delivery_limit_on_a_classic_queue_is_refused(self) -> None:
-        """Only quorum queues count deliveries."""
+    def test_a_delivery_limit_on_a_stream_is_refused(self) -> None:
+        """Streams never redeliver, so a delivery limit there is a mistake."""
+        # Given
+        text = EXCHANGES + (
+            "queues:\n  a: {type: stream, delivery_limit: 5, bind: [{exchange: orders}]}\n"
+        )
+        # When / Then
+        assert problems_of(text) == [
+            "queues.a.delivery_limit: streams have no delivery limit: nothing is acked or "
+            "redelivered"
+        ]
+
+    def test_a_delivery_limit_on_a_classic_queue_is_enforced_by_the_workers(self) -> None:
+        """Classic queues accept a delivery limit: fleet's workers count deliveries there."""
         # Given
         text = EXCHANGES + (
             "queues:\n  a: {type: classic, delivery_limit: 5, bind: [{exchange: orders}]}\n"
         )
         # When / Then
-        assert problems_of(text) == [
-            "queues.a.delivery_limit: only quorum queues have a delivery limit "
-            "(this one is classic)"
-        ]
+        assert loads(text).queues["a"].delivery_limit == 5
 
     def test_a_non_durable_quorum_queue_is_refused(self) -> None:
         """A setting the broker would refuse is reported at load, with its path."""

@@ -8,15 +8,17 @@ import sys
 import uuid
 
 import click
+import msgspec
 
-from contracts import InvalidPayload, decode, default_registry, encode
+from contracts import InvalidPayload, decode, default_registry
 from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
 from workers.cli.options import file_option, url_option
 from workers.loader import load_worker
 from workers.runtime.connection import publishing_channel
 from workers.runtime.loop import run
-from workers.runtime.publisher import Publisher, event_properties
+from workers.runtime.outgoing import outgoing_event
+from workers.runtime.publisher import Publisher
 
 EXAMPLES = """
 \b
@@ -84,16 +86,16 @@ def publish(
 
     async def send() -> None:
         async with publishing_channel(url, name="fleet publish") as channel:
-            await Publisher(channel, app_id="fleet.cli").publish(
-                encode(event),
+            message = outgoing_event(
+                event,
                 exchange=exchange,
-                routing_key=routing_key,
-                properties=event_properties(
-                    event,
-                    message_id=message_id,
-                    correlation_id=correlation_id or message_id,
-                    app_id="fleet.cli",
-                ),
+                message_id=message_id,
+                correlation_id=correlation_id or message_id,
+                app_id="fleet.cli",
+            )
+            # The routing key given on the command line wins over the contract's.
+            await Publisher(channel).publish_outgoing(
+                msgspec.structs.replace(message, routing_key=routing_key)
             )
 
     run(send())

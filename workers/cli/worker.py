@@ -55,6 +55,13 @@ def worker() -> None:
     show_default=True,
     help="Seconds to let in-flight work finish on SIGTERM before requeueing the rest.",
 )
+@click.option(
+    "--database-url",
+    envvar="FLEET_DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL for the inbox (env FLEET_DATABASE_URL): deduplicates across processes "
+    "and restarts. Without it, only redeliveries to this process are caught.",
+)
 @file_option
 @url_option
 def run_command(
@@ -62,6 +69,7 @@ def run_command(
     concurrency: int | None,
     prefetch: int | None,
     drain_timeout: float,
+    database_url: str | None,
     topology_file: str | None,
     url: str,
 ) -> None:
@@ -83,6 +91,7 @@ def run_command(
             prefetch=prefetch,
             concurrency=concurrency,
             drain_timeout=drain_timeout,
+            database_url=database_url,
         )
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None

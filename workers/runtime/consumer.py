@@ -29,10 +29,19 @@ from workers.context import Context
 from workers.errors import PublishFailed
 from workers.runtime import headers as h
 from workers.runtime.acks import AckBatcher, Frame
-from workers.runtime.deadletter import parked_copy, redelivery_copy
+from workers.runtime.deadletter import parked_copy, recounted_copy, redelivery_copy
 from workers.runtime.inbox import Inbox
-from workers.runtime.publisher import Publisher, follow_on_id
-from workers.runtime.retry import Decision, HandlerFailed, Park, Redeliver, RetryRules
+from workers.runtime.outgoing import Outgoing, follow_on_id, outgoing_event
+from workers.runtime.publisher import Publisher
+from workers.runtime.retry import (
+    Decision,
+    HandlerFailed,
+    Park,
+    Recount,
+    Redeliver,
+    RetryRules,
+    crash_guard,
+)
 from workers.worker import Emitted, HandlerSpec, Worker
 
 log = structlog.get_logger("fleet.consumer")
@@ -51,6 +60,7 @@ class Counters:
     retried: int = 0
     parked: int = 0
     requeued: int = 0
+    recounted: int = 0
     by_reason: dict[str, int] = field(default_factory=dict)
 
 
@@ -68,6 +78,8 @@ class Consumer:
         concurrency: handlers running at once.
         ack_batch: finished deliveries gathered per multiple ack.
         inbox: processed-message memory; None means no deduplication.
+        redelivery_limit: for classic queues, park a message the broker redelivered
+            this many times (quorum queues count deliveries themselves).
     """
 
     def __init__(
@@ -84,6 +96,7 @@ class Consumer:
         ack_batch: int,
         inbox: Inbox | None = None,
         counters: Counters | None = None,
+        redelivery_limit: int | None = None,
     ):
         self.worker = worker
         self.queue = queue
@@ -94,6 +107,8 @@ class Consumer:
         self._publish_to = publish_to
         self._terminal = terminal
         self._inbox = inbox
+        self._app_id = publisher.app_id
+        self._redelivery_limit = redelivery_limit
         self._slots = asyncio.Semaphore(concurrency)
         self._acks = AckBatcher(batch=ack_batch, scatter_after=max(ack_batch, concurrency))
         self._ack_lock = asyncio.Lock()
@@ -141,6 +156,10 @@ class Consumer:
         handler = self._find_handler(type_name, headers, delivery.routing_key or "")
         message_id = properties.message_id or _derived_id(message)
         attempts: int = headers.get(h.ATTEMPTS, 0)
+        if delivery.redelivered and self._redelivery_limit is not None:
+            guard = crash_guard(True, headers.get(h.DELIVERIES, 0), self._redelivery_limit)
+            if guard is not None:
+                return guard, attempts
         if handler is None:
             reason = self._unknown_type(type_name, headers)
             return Park("unknown-type", "UnknownEventType", reason), attempts
@@ -148,10 +167,6 @@ class Consumer:
             event = decode(handler.event_type, message.body)
         except InvalidPayload as error:
             return Park("decode", "InvalidPayload", str(error)), attempts
-        inbox = self._inbox
-        if inbox is not None and await inbox.seen(self._name, message_id):
-            self.counters.duplicates += 1
-            return None
         ctx = Context(
             worker=self._name,
             queue=self.queue,
@@ -163,17 +178,34 @@ class Consumer:
             redelivered=bool(delivery.redelivered),
             headers=headers,
         )
+        function = handler.function
+        inbox = self._inbox
+        if inbox is None:
+
+            async def attempt() -> list[Outgoing]:
+                return self._outgoing(await function(event, ctx), ctx)
+
+        else:
+
+            async def attempt() -> list[Outgoing]:
+                async with inbox.claim(self._name, message_id) as claim:
+                    if claim.duplicate:
+                        self.counters.duplicates += 1
+                        return claim.replay
+                    ctx.db = claim.db
+                    outgoing = self._outgoing(await function(event, ctx), ctx)
+                    claim.keep(outgoing)
+                    return outgoing
+
         try:
-            emitted = await self._rules.call(lambda: handler.function(event, ctx))
-            if emitted is not None:
-                await self._publish_follow_ons(emitted, ctx)
+            outgoing = await self._rules.call(attempt)
+            if outgoing:
+                await self._publish(outgoing)
         except HandlerFailed as failed:
             retries = headers.get(h.RETRIES, 0)
             return self._rules.decide(failed.error, retries), attempts + failed.attempts
         except PublishFailed as error:
             return self._rules.decide(error, headers.get(h.RETRIES, 0)), attempts + 1
-        if inbox is not None:
-            await inbox.record(self._name, message_id)
         self.counters.processed += 1
         return None
 
@@ -184,34 +216,43 @@ class Consumer:
             return self.worker.handler_for_routing_key(routing_key)
         return self.worker.handler_for(type_name, _version(headers))
 
-    async def _publish_follow_ons(self, emitted: Emitted, ctx: Context) -> None:
-        events: Sequence[Event] = (emitted,) if isinstance(emitted, Event) else emitted or ()
+    def _outgoing(self, emitted: Emitted, ctx: Context) -> list[Outgoing]:
+        """The handler's result as messages with their ids fixed."""
+        if emitted is None:
+            return []
+        events: Sequence[Event] = (emitted,) if isinstance(emitted, Event) else emitted
         if not events:
-            return
-        if self._publish_to is None:
+            return []
+        exchange = self._publish_to
+        if exchange is None:
             raise PublishFailed(
                 f"worker {self._name!r} emitted {events[0].__wire_name__} but has no "
                 "'publish_to' exchange in the topology"
             )
-        publishes = [
-            self._publisher.publish_event(
+        return [
+            outgoing_event(
                 event,
-                exchange=self._publish_to,
+                exchange=exchange,
                 message_id=follow_on_id(ctx.message_id, self._name, i, event),
                 correlation_id=ctx.correlation_id,
                 causation_id=ctx.message_id,
                 mandatory=event.__wire_name__ not in self._terminal,
+                app_id=self._app_id,
             )
             for i, event in enumerate(events)
         ]
-        if len(publishes) == 1:
-            await publishes[0]
-        else:
-            # All confirms are awaited together; any failure fails the delivery.
-            results = await asyncio.gather(*publishes, return_exceptions=True)
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
+
+    async def _publish(self, outgoing: list[Outgoing]) -> None:
+        if len(outgoing) == 1:
+            await self._publisher.publish_outgoing(outgoing[0])
+            return
+        # Confirms are awaited together; any failure fails the delivery.
+        results = await asyncio.gather(
+            *(self._publisher.publish_outgoing(o) for o in outgoing), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
 
     # -- settling failures ----------------------------------------------------
 
@@ -219,15 +260,28 @@ class Consumer:
         """Publish the retry or dead-letter copy with a confirm, then ack the original."""
         tag = cast(int, cast(Basic.Deliver, message.delivery).delivery_tag)
         message_id = message.header.properties.message_id or _derived_id(message)
-        copy = redelivery_copy if isinstance(decision, Redeliver) else parked_copy
-        routing_key, properties = copy(
-            message,
-            decision,  # type: ignore[arg-type]
-            message_id=message_id,
-            worker=self._name,
-            queue=self.queue,
-            attempts=attempts,
-        )
+        if isinstance(decision, Redeliver):
+            routing_key, properties = redelivery_copy(
+                message,
+                decision,
+                message_id=message_id,
+                worker=self._name,
+                queue=self.queue,
+                attempts=attempts,
+            )
+        elif isinstance(decision, Park):
+            routing_key, properties = parked_copy(
+                message,
+                decision,
+                message_id=message_id,
+                worker=self._name,
+                queue=self.queue,
+                attempts=attempts,
+            )
+        else:
+            routing_key, properties = recounted_copy(
+                message, decision, queue=self.queue, message_id=message_id
+            )
         fields = {
             "worker": self._name,
             "queue": self.queue,
@@ -247,7 +301,10 @@ class Consumer:
                 await self._channel.basic_nack(tag, multiple=False, requeue=True, wait=False)
             await self._send_acks(self._acks.settled(tag))
             return
-        if isinstance(decision, Redeliver):
+        if isinstance(decision, Recount):
+            self.counters.recounted += 1
+            log.info("message.recounted", deliveries=decision.deliveries, **fields)
+        elif isinstance(decision, Redeliver):
             self.counters.retried += 1
             log.warning(
                 "message.retried",

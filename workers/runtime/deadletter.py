@@ -11,7 +11,7 @@ from pamqp.commands import Basic
 
 from topology.names import dead_letter_queue
 from workers.runtime import headers as h
-from workers.runtime.retry import Park, Redeliver
+from workers.runtime.retry import Park, Recount, Redeliver
 
 
 def redelivery_copy(
@@ -83,3 +83,15 @@ def _with_headers(
         user_id=original.user_id,
         app_id=original.app_id,
     )
+
+
+def recounted_copy(
+    message: DeliveredMessage, decision: Recount, *, queue: str, message_id: str
+) -> tuple[str, Basic.Properties]:
+    """Routing key (the queue itself) and properties of a redelivered message put back."""
+    headers = dict(message.header.properties.headers or {})
+    headers[h.DELIVERIES] = decision.deliveries
+    delivery = cast(Basic.Deliver, message.delivery)
+    headers.setdefault(h.ORIGINAL_EXCHANGE, delivery.exchange)
+    headers.setdefault(h.ORIGINAL_ROUTING_KEY, delivery.routing_key)
+    return queue, _with_headers(message.header.properties, headers, message_id)

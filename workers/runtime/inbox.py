@@ -1,34 +1,205 @@
-"""Idempotency: remember which (worker, message_id) pairs were processed.
+"""Idempotency: a (worker, message_id) pair is processed at most once in effect.
 
-The runtime asks `seen` before calling a handler and calls `record` after the
-handler's effects are done and before the ack.
+The consumer claims a delivery before calling its handler:
+
+    async with inbox.claim(worker, message_id) as claim:
+        if claim.duplicate: publish claim.replay again; ack   (already processed)
+        ... handler runs, writing through claim.db ...
+        claim.keep(follow_ons)                                (stored with the mark)
+
+`PostgresInbox` makes the claim a row in `fleet_inbox`, inserted in the same
+transaction as the handler's own writes (`ctx.db`): the handler's effects and
+the mark commit together or not at all. A concurrent duplicate waits on the
+row lock and then sees the committed mark. The follow-on events are stored
+with the mark (an outbox), so a process that dies after commit and before the
+broker confirmed them publishes the very same messages when the delivery comes
+back.
+
+Without a database, `MemoryInbox` remembers recent ids in this process only:
+it catches a redelivery to the same process, not one to another process or
+after a restart. Handlers of such workers must be idempotent themselves.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+import asyncio
+import contextlib
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from datetime import timedelta
+from typing import Any, Protocol
+
+import asyncpg
+import structlog
+
+from workers.runtime.outgoing import Outgoing, pack, unpack
+
+log = structlog.get_logger("fleet.inbox")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet_inbox (
+    worker       text        NOT NULL,
+    message_id   text        NOT NULL,
+    processed_at timestamptz NOT NULL DEFAULT now(),
+    follow_ons   bytea,
+    PRIMARY KEY (worker, message_id)
+);
+CREATE INDEX IF NOT EXISTS fleet_inbox_age ON fleet_inbox (worker, processed_at);
+"""
+_CLAIM = "INSERT INTO fleet_inbox (worker, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
+_STORED = "SELECT follow_ons FROM fleet_inbox WHERE worker = $1 AND message_id = $2"
+_KEEP = "UPDATE fleet_inbox SET follow_ons = $3 WHERE worker = $1 AND message_id = $2"
+_PRUNE = """
+DELETE FROM fleet_inbox WHERE ctid = ANY(ARRAY(
+    SELECT ctid FROM fleet_inbox WHERE worker = $1 AND processed_at < now() - $2::interval
+    LIMIT 5000))
+"""
+
+
+class Claim:
+    """One delivery's claim on the inbox."""
+
+    __slots__ = ("db", "duplicate", "kept", "replay")
+
+    def __init__(self, *, duplicate: bool, replay: list[Outgoing], db: Any = None):
+        self.duplicate = duplicate
+        self.replay = replay
+        #: The transaction's connection (asyncpg), for the handler's own writes.
+        self.db = db
+        self.kept: list[Outgoing] = []
+
+    def keep(self, outgoing: list[Outgoing]) -> None:
+        """Store these follow-on messages with the processed mark."""
+        self.kept = outgoing
 
 
 class Inbox(Protocol):
     """Where processed message ids are kept."""
 
-    async def seen(self, worker: str, message_id: str) -> bool:
-        """Whether this worker already processed this message."""
-        ...
+    async def start(self) -> None:
+        """Connect and create what is missing."""
 
-    async def record(self, worker: str, message_id: str) -> None:
-        """Remember that this worker processed this message."""
+    async def close(self) -> None:
+        """Release connections."""
+
+    def claim(self, worker: str, message_id: str) -> AbstractAsyncContextManager[Claim]:
+        """Claim a delivery; committed when the block exits normally."""
         ...
 
 
 class MemoryInbox:
-    """An inbox in this process's memory: for tests, and never across processes."""
+    """Recent ids in this process's memory: no cross-process or restart guarantee.
 
-    def __init__(self) -> None:
-        self._seen: set[tuple[str, str]] = set()
+    Args:
+        capacity: ids remembered; the oldest are forgotten first.
+    """
 
-    async def seen(self, worker: str, message_id: str) -> bool:
-        return (worker, message_id) in self._seen
+    def __init__(self, capacity: int = 100_000):
+        self.capacity = capacity
+        self._seen: OrderedDict[tuple[str, str], list[Outgoing]] = OrderedDict()
 
-    async def record(self, worker: str, message_id: str) -> None:
-        self._seen.add((worker, message_id))
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    @contextlib.asynccontextmanager
+    async def claim(self, worker: str, message_id: str) -> AsyncIterator[Claim]:
+        key = (worker, message_id)
+        stored = self._seen.get(key)
+        if stored is not None:
+            yield Claim(duplicate=True, replay=stored)
+            return
+        claim = Claim(duplicate=False, replay=[])
+        yield claim
+        self._seen[key] = claim.kept
+        if len(self._seen) > self.capacity:
+            self._seen.popitem(last=False)
+
+
+class PostgresInbox:
+    """The inbox as rows of `fleet_inbox` in PostgreSQL.
+
+    Args:
+        dsn: a PostgreSQL URL (``postgresql://user@host:5432/db``).
+        worker: the worker whose rows this inbox prunes.
+        retention: how long a processed id is remembered; a redelivery older
+            than this is processed again.
+        pool_size: connections (one per concurrently running handler).
+        prune_every: how often old rows are deleted.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        worker: str,
+        retention: timedelta = timedelta(days=7),
+        pool_size: int = 10,
+        prune_every: timedelta = timedelta(minutes=10),
+    ):
+        self.dsn = dsn
+        self.worker = worker
+        self.retention = retention
+        self.pool_size = pool_size
+        self.prune_every = prune_every
+        self._pool: asyncpg.Pool | None = None
+        self._pruner: asyncio.Task[None] | None = None
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        """The connection pool (after `start`), for workers that keep state of their own."""
+        if self._pool is None:
+            raise RuntimeError("PostgresInbox.start() was not called")
+        return self._pool
+
+    async def start(self) -> None:
+        self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+        async with self._pool.acquire() as conn, conn.transaction():
+            # Workers starting together must not race on CREATE TABLE.
+            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleet_inbox'))")
+            await conn.execute(SCHEMA)
+        self._pruner = asyncio.create_task(self._prune_periodically())
+
+    async def close(self) -> None:
+        if self._pruner is not None:
+            self._pruner.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._pruner
+        if self._pool is not None:
+            await self._pool.close()
+
+    @contextlib.asynccontextmanager
+    async def claim(self, worker: str, message_id: str) -> AsyncIterator[Claim]:
+        async with self.pool.acquire() as conn, conn.transaction():
+            status = await conn.execute(_CLAIM, worker, message_id)
+            if status.endswith(" 0"):
+                stored = await conn.fetchval(_STORED, worker, message_id)
+                yield Claim(duplicate=True, replay=unpack(stored) if stored else [])
+                return
+            claim = Claim(duplicate=False, replay=[], db=conn)
+            yield claim
+            if claim.kept:
+                await conn.execute(_KEEP, worker, message_id, pack(claim.kept))
+
+    async def prune(self) -> int:
+        """Delete this worker's marks older than the retention; returns how many."""
+        total = 0
+        while True:
+            status = await self.pool.execute(_PRUNE, self.worker, self.retention)
+            deleted = int(status.rsplit(" ", 1)[-1])
+            total += deleted
+            if deleted < 5000:
+                return total
+
+    async def _prune_periodically(self) -> None:
+        while True:
+            try:
+                deleted = await self.prune()
+                if deleted:
+                    log.info("inbox.pruned", worker=self.worker, deleted=deleted)
+            except (OSError, asyncpg.PostgresError) as exc:
+                log.warning("inbox.prune_failed", worker=self.worker, error=str(exc))
+            await asyncio.sleep(self.prune_every.total_seconds())

@@ -7,59 +7,13 @@ channel pipeline: each awaits only its own confirm.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Mapping
-from datetime import UTC, datetime
-from typing import Any
-
 import aiormq
 from aiormq.abc import AbstractChannel
 from pamqp import commands as spec_commands
 from pamqp.commands import Basic
 
-from contracts import Event, encode
 from workers.errors import PublishFailed
-from workers.runtime import headers as h
-
-JSON = "application/json"
-PERSISTENT = 2
-
-
-def follow_on_id(parent_id: str, worker: str, index: int, event: Event) -> str:
-    """The id of a handler's `index`-th follow-on event.
-
-    Derived from the message that caused it, so a redelivered cause emits the
-    same ids again and the consumers downstream dedupe them.
-    """
-    seed = f"{parent_id}\x00{worker}\x00{index}\x00{event.__wire_name__}".encode()
-    return hashlib.blake2b(seed, digest_size=16).hexdigest()
-
-
-def event_properties(
-    event: Event,
-    *,
-    message_id: str,
-    correlation_id: str,
-    causation_id: str | None = None,
-    app_id: str | None = None,
-    extra_headers: Mapping[str, Any] | None = None,
-) -> Basic.Properties:
-    """The AMQP properties of fleet's wire format for one event."""
-    headers: dict[str, Any] = {h.VERSION: event.__version__}
-    if causation_id is not None:
-        headers[h.CAUSATION_ID] = causation_id
-    if extra_headers:
-        headers.update(extra_headers)
-    return Basic.Properties(
-        content_type=JSON,
-        delivery_mode=PERSISTENT,
-        message_id=message_id,
-        correlation_id=correlation_id,
-        message_type=event.__wire_name__,
-        timestamp=datetime.now(UTC),
-        headers=headers,
-        app_id=app_id,
-    )
+from workers.runtime.outgoing import Outgoing
 
 
 class Publisher:
@@ -76,34 +30,18 @@ class Publisher:
         self._channel = channel
         self.app_id = app_id
 
-    async def publish_event(
-        self,
-        event: Event,
-        *,
-        exchange: str,
-        message_id: str,
-        correlation_id: str,
-        causation_id: str | None = None,
-        mandatory: bool = True,
-    ) -> None:
-        """Publish one event and wait for its confirm.
+    async def publish_outgoing(self, message: Outgoing) -> None:
+        """Publish a prepared follow-on message and wait for its confirm.
 
         Raises:
             PublishFailed: the broker nacked it, or returned it as unroutable.
         """
-        properties = event_properties(
-            event,
-            message_id=message_id,
-            correlation_id=correlation_id,
-            causation_id=causation_id,
-            app_id=self.app_id,
-        )
         await self.publish(
-            encode(event),
-            exchange=exchange,
-            routing_key=event.__routing_key__,
-            properties=properties,
-            mandatory=mandatory,
+            message.body,
+            exchange=message.exchange,
+            routing_key=message.routing_key,
+            properties=message.properties(),
+            mandatory=message.mandatory,
         )
 
     async def publish(
@@ -115,7 +53,7 @@ class Publisher:
         properties: Basic.Properties,
         mandatory: bool = True,
     ) -> None:
-        """Publish raw bytes and wait for the confirm; see `publish_event`."""
+        """Publish raw bytes and wait for the confirm; see `publish_outgoing`."""
         try:
             confirmation = await self._channel.basic_publish(
                 body,

@@ -44,7 +44,19 @@ class Park:
     message: str
 
 
-Decision = Redeliver | Park
+@dataclass(frozen=True, slots=True)
+class Recount:
+    """Put a redelivered message back at the queue's tail with its delivery count.
+
+    Classic queues do not count deliveries, and a message that kills its
+    worker comes back flagged `redelivered` every time; carrying the count in
+    a header bounds how often that can happen before it is parked.
+    """
+
+    deliveries: int
+
+
+Decision = Redeliver | Park | Recount
 
 
 class HandlerFailed(Exception):
@@ -54,6 +66,20 @@ class HandlerFailed(Exception):
         super().__init__(str(error))
         self.error = error
         self.attempts = attempts
+
+
+def crash_guard(redelivered: bool, deliveries_so_far: int, limit: int) -> Decision | None:
+    """For a classic queue: what to do with a delivery the broker flags as redelivered."""
+    if not redelivered:
+        return None
+    deliveries = deliveries_so_far + 1
+    if deliveries >= limit:
+        return Park(
+            "crash-loop",
+            "DeliveryLimitExceeded",
+            f"redelivered {deliveries} times without being settled: it may crash its worker",
+        )
+    return Recount(deliveries)
 
 
 class RetryRules:

@@ -13,12 +13,13 @@ import structlog
 from aio_pika.abc import AbstractConnection
 
 from topology import BrokerUnreachable, Topology
+from topology.model import DEFAULT_DELIVERY_LIMIT
 from topology.names import dead_letter_queue, retry_queue
 from workers.errors import WorkerError
 from workers.loader import load_exception_classes, load_worker
 from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
 from workers.runtime.consumer import Consumer, Counters
-from workers.runtime.inbox import Inbox
+from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
@@ -40,7 +41,7 @@ class WorkerSettings:
     prefetch: int
     concurrency: int
     drain_timeout: float = 30.0
-    inbox: Inbox | None = None
+    database_url: str | None = None
 
     @classmethod
     def from_topology(
@@ -52,7 +53,7 @@ class WorkerSettings:
         prefetch: int | None = None,
         concurrency: int | None = None,
         drain_timeout: float = 30.0,
-        inbox: Inbox | None = None,
+        database_url: str | None = None,
     ) -> WorkerSettings:
         """Settings for worker `name`, the CLI's overrides winning over the file."""
         spec = topology.worker(name)
@@ -64,7 +65,19 @@ class WorkerSettings:
             prefetch=prefetch or spec.prefetch,
             concurrency=concurrency or spec.concurrency,
             drain_timeout=drain_timeout,
-            inbox=inbox,
+            database_url=database_url,
+        )
+
+    def make_inbox(self) -> Inbox:
+        """PostgreSQL when a database is configured, else this process's memory."""
+        if self.database_url is None:
+            return MemoryInbox()
+        spec = self.topology.worker(self.name)
+        return PostgresInbox(
+            self.database_url,
+            worker=self.name,
+            retention=spec.inbox_retention.timedelta,
+            pool_size=self.concurrency + 2,
         )
 
 
@@ -86,6 +99,16 @@ async def run_worker(
         spec.queue, queue.retry, load_exception_classes(settings.name, spec.permanent_errors)
     )
     counters = Counters()
+    inbox = settings.make_inbox()
+    await inbox.start()
+    log.info(
+        "worker.inbox",
+        worker=settings.name,
+        kind=type(inbox).__name__,
+        deduplicates="across processes and restarts"
+        if settings.database_url
+        else "redeliveries to this process only",
+    )
     for hook in settings.worker.startup_hooks:
         await hook()
     try:
@@ -106,7 +129,7 @@ async def run_worker(
                 continue
             failures = 0
             try:
-                lost = await _consume(connection, settings, rules, counters, shutdown, ready)
+                lost = await _consume(connection, settings, rules, inbox, counters, shutdown, ready)
             except CONNECTION_ERRORS as exc:
                 lost = True
                 log.warning("broker.connection_lost", worker=settings.name, error=str(exc))
@@ -118,6 +141,7 @@ async def run_worker(
     finally:
         for hook in settings.worker.shutdown_hooks:
             await hook()
+        await inbox.close()
     return counters
 
 
@@ -125,12 +149,14 @@ async def _consume(
     connection: AbstractConnection,
     settings: WorkerSettings,
     rules: RetryRules,
+    inbox: Inbox,
     counters: Counters,
     shutdown: Shutdown,
     ready: asyncio.Event | None,
 ) -> bool:
     """Consume on one connection; True if the connection was lost, False on a requested stop."""
     spec = settings.topology.worker(settings.name)
+    queue = settings.topology.queues[spec.queue]
     lost = asyncio.Event()
     connection.close_callbacks.add(lambda *_: lost.set())
     await _check_queues(connection, settings)
@@ -145,8 +171,11 @@ async def _consume(
         terminal=frozenset(spec.terminal),
         concurrency=settings.concurrency,
         ack_batch=min(64, max(1, settings.prefetch // 4)),
-        inbox=settings.inbox,
+        inbox=inbox,
         counters=counters,
+        redelivery_limit=(
+            (queue.delivery_limit or DEFAULT_DELIVERY_LIMIT) if queue.type == "classic" else None
+        ),
     )
     consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
     consumer_tag = consume_ok.consumer_tag or ""
