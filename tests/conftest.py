@@ -7,6 +7,7 @@ test left in it.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -56,6 +57,31 @@ def _reachable(url: str, default_port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+DATABASE_URL = os.environ.get("FLEET_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432")
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test (its URL), dropped afterwards."""
+    asyncpg = pytest.importorskip("asyncpg")
+    if not _reachable(DATABASE_URL.replace("postgresql", "tcp"), 5432):
+        pytest.skip(f"PostgreSQL is not reachable at {DATABASE_URL}")
+    name = (
+        "test_" + re.sub(r"[^a-z0-9]+", "_", request.node.name.lower())[:40] + uuid.uuid4().hex[:6]
+    )
+
+    async def admin(sql: str) -> None:
+        connection = await asyncpg.connect(f"{DATABASE_URL}/postgres")
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    asyncio.run(admin(f'CREATE DATABASE "{name}"'))
+    yield f"{DATABASE_URL}/{name}"
+    asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(scope="session")

@@ -89,6 +89,10 @@ class WorkerSpec(_Spec, frozen=True):
     # Events this worker emits that may have no consumer (published without
     # `mandatory`); any other unrouted follow-on event is a failure.
     terminal: list[str] = []
+    # Times a handler may start on one message without finishing (its process
+    # died) before the message is parked as a crash loop. Counted per message
+    # in the inbox database; see the README for workers without one.
+    crash_limit: Positive = 5
     # How long a processed message id is remembered for deduplication
     # (PostgreSQL inbox); a redelivery older than this is processed again.
     inbox_retention: Duration = Duration(7 * 86_400_000)

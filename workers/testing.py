@@ -121,6 +121,17 @@ class WorkerProcess:
         self._join_reader()
         return code
 
+    def wait(self, seconds: float) -> int | None:
+        """Wait up to `seconds` for the process to exit by itself; its exit code, or None."""
+        if self._process is None:
+            return None
+        try:
+            code = self._process.wait(seconds)
+        except subprocess.TimeoutExpired:
+            return None
+        self._join_reader()
+        return code
+
     def kill(self) -> None:
         """SIGKILL: the process dies mid-flight, as in a crash."""
         self.stop(signal.SIGKILL)

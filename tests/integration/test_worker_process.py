@@ -163,6 +163,46 @@ class TestPoisonMessages:
         assert parked.headers[h.FIRST_FAILURE] <= parked.headers[h.LAST_FAILURE]
 
 
+class TestCrashLoopWithoutDatabase:
+    async def test_a_poison_message_on_a_classic_queue_is_parked_and_nothing_is_lost(
+        self, broker: Broker, tmp_path, pika_publisher: PikaPublisher
+    ) -> None:
+        """Without an inbox database the count travels in a header: the poison is parked as
+        a crash loop after the limit, and every other message is answered or parked."""
+        from tests.integration.conftest import ECHO_TOPOLOGY
+        from topology import load
+        from topology.apply import apply
+
+        path = tmp_path / "t.yaml"
+        path.write_text(
+            ECHO_TOPOLOGY.format(queue_type="classic", prefetch=10, concurrency=4)
+            + "    crash_limit: 3\n"
+        )
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        pika_publisher.publish(
+            "orders", "order.placed", order("p", customer_id="poison"), message_id="poison-1"
+        )
+        for i in range(20):
+            pika_publisher.publish("orders", "order.placed", order(f"o-{i}"), message_id=f"m-{i}")
+        crashes = 0
+        while crashes < 10:
+            process = worker(broker, path).start()
+            code = process.wait(10)
+            if code is None:
+                process.stop()
+                break
+            crashes += 1
+        parked = await collect(broker.amqp_url, "echo.dead", 21, seconds=3)
+        answers = await collect(broker.amqp_url, "answers", 21, seconds=3)
+        by_id = {m.message_id: m for m in parked}
+        print(f"crashes={crashes} answered={len(answers)} parked={len(parked)}")
+        assert crashes == 3
+        assert by_id["poison-1"].headers[h.REASON] == "crash-loop"
+        assert all(m.headers[h.REASON] == "crash-loop" for m in parked)
+        answered = {a.json()["order_id"] for a in answers}
+        assert len(answered) + len(parked) == 21  # nothing lost
+
+
 class TestStartup:
     async def test_a_worker_refuses_to_start_when_the_topology_was_not_applied(
         self, broker: Broker, tmp_path

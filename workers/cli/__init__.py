@@ -14,6 +14,7 @@ import click
 
 from contracts import ContractError
 from topology import BrokerUnreachable, TopologyInvalid, UnsafeChange
+from workers.dlq import NotADeadLetterQueue
 from workers.errors import WorkerError, WorkerNotFound
 from workers.runtime.logging import configure_logging
 
@@ -31,7 +32,7 @@ class FleetGroup(click.Group):
         except TopologyInvalid as exc:
             click.secho(f"error: {exc}", fg="red", err=True)
             sys.exit(EXIT_USAGE)
-        except (WorkerNotFound, ContractError) as exc:
+        except (WorkerNotFound, ContractError, NotADeadLetterQueue) as exc:
             fail(str(exc), EXIT_USAGE)
         except (BrokerUnreachable, UnsafeChange, WorkerError) as exc:
             fail(str(exc), EXIT_FAILURE)
@@ -71,7 +72,7 @@ def cli(log_format: str, log_level: str) -> None:
 
 def _register_commands() -> None:
     # Imported here so each module can import `cli` from this package.
-    from workers.cli import contracts, publish, topology, up, worker  # noqa: F401
+    from workers.cli import contracts, dlq, publish, topology, up, worker  # noqa: F401
 
 
 def main() -> None:

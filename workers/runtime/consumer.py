@@ -42,6 +42,7 @@ from workers.runtime.retry import (
     RetryRules,
     crash_guard,
 )
+from workers.runtime.slots import Slots
 from workers.worker import Emitted, HandlerSpec, Worker
 
 log = structlog.get_logger("fleet.consumer")
@@ -78,8 +79,11 @@ class Consumer:
         concurrency: handlers running at once.
         ack_batch: finished deliveries gathered per multiple ack.
         inbox: processed-message memory; None means no deduplication.
-        redelivery_limit: for classic queues, park a message the broker redelivered
-            this many times (quorum queues count deliveries themselves).
+        crash_limit: park a message whose handler started this many times without
+            finishing (counted by the inbox; without a database, `count_redeliveries`
+            counts redeliveries in a header instead).
+        count_redeliveries: count redeliveries in a header when the inbox cannot
+            count starts (classic queues: RabbitMQ does not count them).
     """
 
     def __init__(
@@ -96,7 +100,8 @@ class Consumer:
         ack_batch: int,
         inbox: Inbox | None = None,
         counters: Counters | None = None,
-        redelivery_limit: int | None = None,
+        crash_limit: int = 5,
+        count_redeliveries: bool = False,
     ):
         self.worker = worker
         self.queue = queue
@@ -108,8 +113,9 @@ class Consumer:
         self._terminal = terminal
         self._inbox = inbox
         self._app_id = publisher.app_id
-        self._redelivery_limit = redelivery_limit
-        self._slots = asyncio.Semaphore(concurrency)
+        self._crash_limit = crash_limit
+        self._count_redeliveries = count_redeliveries
+        self._slots = Slots(concurrency)
         self._acks = AckBatcher(batch=ack_batch, scatter_after=max(ack_batch, concurrency))
         self._ack_lock = asyncio.Lock()
         self._stopping = False
@@ -127,7 +133,12 @@ class Consumer:
         self._active += 1
         self._idle.clear()
         try:
-            async with self._slots:
+            # A redelivered message may have crashed the last process: it runs alone.
+            suspect = cast(Basic.Deliver, message.delivery).redelivered or (
+                self._count_redeliveries
+                and h.DELIVERIES in (message.header.properties.headers or {})
+            )
+            async with self._slots.exclusive() if suspect else self._slots.shared:
                 if self._stopping:
                     # Shutting down: leave it unacked; closing the channel requeues it.
                     self._acks.abandoned()
@@ -156,8 +167,8 @@ class Consumer:
         handler = self._find_handler(type_name, headers, delivery.routing_key or "")
         message_id = properties.message_id or _derived_id(message)
         attempts: int = headers.get(h.ATTEMPTS, 0)
-        if delivery.redelivered and self._redelivery_limit is not None:
-            guard = crash_guard(True, headers.get(h.DELIVERIES, 0), self._redelivery_limit)
+        if delivery.redelivered:
+            guard = await self._crash_guard(message_id, headers)
             if guard is not None:
                 return guard, attempts
         if handler is None:
@@ -207,6 +218,18 @@ class Consumer:
         except PublishFailed as error:
             return self._rules.decide(error, headers.get(h.RETRIES, 0)), attempts + 1
         self.counters.processed += 1
+        return None
+
+    async def _crash_guard(self, message_id: str, headers: dict[str, Any]) -> Decision | None:
+        """Count this start of a suspect delivery; park it past the crash limit."""
+        started = None if self._inbox is None else await self._inbox.started(self._name, message_id)
+        if started is not None:
+            # This start is counted, but the delivery before the first redelivery was
+            # not: it ran (or waited) unsuspected. So `started` runs are unfinished.
+            return crash_guard(started, self._crash_limit)
+        if self._count_redeliveries:
+            unfinished = headers.get(h.DELIVERIES, 0) + 1
+            return crash_guard(unfinished, self._crash_limit, recount=True)
         return None
 
     def _find_handler(

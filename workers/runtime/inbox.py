@@ -46,6 +46,22 @@ CREATE TABLE IF NOT EXISTS fleet_inbox (
     PRIMARY KEY (worker, message_id)
 );
 CREATE INDEX IF NOT EXISTS fleet_inbox_age ON fleet_inbox (worker, processed_at);
+CREATE TABLE IF NOT EXISTS fleet_attempts (
+    worker     text        NOT NULL,
+    message_id text        NOT NULL,
+    started    integer     NOT NULL,
+    last_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (worker, message_id)
+);
+"""
+_STARTED = """
+INSERT INTO fleet_attempts (worker, message_id, started) VALUES ($1, $2, 1)
+ON CONFLICT (worker, message_id)
+DO UPDATE SET started = fleet_attempts.started + 1, last_at = now()
+RETURNING started
+"""
+_PRUNE_ATTEMPTS = """
+DELETE FROM fleet_attempts WHERE worker = $1 AND last_at < now() - $2::interval
 """
 _CLAIM = "INSERT INTO fleet_inbox (worker, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 _STORED = "SELECT follow_ons FROM fleet_inbox WHERE worker = $1 AND message_id = $2"
@@ -87,6 +103,10 @@ class Inbox(Protocol):
         """Claim a delivery; committed when the block exits normally."""
         ...
 
+    async def started(self, worker: str, message_id: str) -> int | None:
+        """Count one more start of a suspect delivery's handler; None if this inbox
+        cannot keep the count across a crash."""
+
 
 class MemoryInbox:
     """Recent ids in this process's memory: no cross-process or restart guarantee.
@@ -104,6 +124,9 @@ class MemoryInbox:
 
     async def close(self) -> None:
         return None
+
+    async def started(self, worker: str, message_id: str) -> int | None:
+        return None  # memory dies with the process it would have to outlive
 
     @contextlib.asynccontextmanager
     async def claim(self, worker: str, message_id: str) -> AsyncIterator[Claim]:
@@ -184,6 +207,12 @@ class PostgresInbox:
             if claim.kept:
                 await conn.execute(_KEEP, worker, message_id, pack(claim.kept))
 
+    async def started(self, worker: str, message_id: str) -> int | None:
+        # Committed on its own, before the handler runs: it must survive the
+        # process dying in the handler.
+        count: int = await self.pool.fetchval(_STARTED, worker, message_id)
+        return count
+
     async def prune(self) -> int:
         """Delete this worker's marks older than the retention; returns how many."""
         total = 0
@@ -192,6 +221,7 @@ class PostgresInbox:
             deleted = int(status.rsplit(" ", 1)[-1])
             total += deleted
             if deleted < 5000:
+                await self.pool.execute(_PRUNE_ATTEMPTS, self.worker, self.retention)
                 return total
 
     async def _prune_periodically(self) -> None:

@@ -68,18 +68,23 @@ class HandlerFailed(Exception):
         self.attempts = attempts
 
 
-def crash_guard(redelivered: bool, deliveries_so_far: int, limit: int) -> Decision | None:
-    """For a classic queue: what to do with a delivery the broker flags as redelivered."""
-    if not redelivered:
-        return None
-    deliveries = deliveries_so_far + 1
-    if deliveries >= limit:
+def crash_guard(unfinished: int, limit: int, *, recount: bool = False) -> Decision | None:
+    """What to do with a suspect delivery that `unfinished` earlier runs never settled.
+
+    Args:
+        unfinished: starts (or, with `recount`, redeliveries) that ended without
+            the message being settled, so most likely with the process dying.
+        limit: how many of those a message is allowed.
+        recount: the count lives in the message's header and must be carried
+            forward by putting the message back (no inbox database to hold it).
+    """
+    if unfinished >= limit:
         return Park(
             "crash-loop",
-            "DeliveryLimitExceeded",
-            f"redelivered {deliveries} times without being settled: it may crash its worker",
+            "CrashLoop",
+            f"started {unfinished} times without finishing: it may crash its worker",
         )
-    return Recount(deliveries)
+    return Recount(unfinished) if recount else None
 
 
 class RetryRules:

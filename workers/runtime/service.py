@@ -13,7 +13,6 @@ import structlog
 from aio_pika.abc import AbstractConnection
 
 from topology import BrokerUnreachable, Topology
-from topology.model import DEFAULT_DELIVERY_LIMIT
 from topology.names import dead_letter_queue, retry_queue
 from workers.errors import WorkerError
 from workers.loader import load_exception_classes, load_worker
@@ -173,12 +172,11 @@ async def _consume(
         ack_batch=min(64, max(1, settings.prefetch // 4)),
         inbox=inbox,
         counters=counters,
-        redelivery_limit=(
-            (queue.delivery_limit or DEFAULT_DELIVERY_LIMIT) if queue.type == "classic" else None
-        ),
+        crash_limit=spec.crash_limit,
+        count_redeliveries=queue.type == "classic",
     )
-    consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
-    consumer_tag = consume_ok.consumer_tag or ""
+    # Logged before the consume starts: the first deliveries may be handled
+    # before basic_consume's reply is, and a line after them would mislead.
     log.info(
         "worker.consuming",
         worker=settings.name,
@@ -186,6 +184,8 @@ async def _consume(
         prefetch=settings.prefetch,
         concurrency=settings.concurrency,
     )
+    consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
+    consumer_tag = consume_ok.consumer_tag or ""
     if ready is not None:
         ready.set()
     await _wait_any(shutdown.requested, lost)

@@ -1,0 +1,86 @@
+"""One run's context: the vhost's queues, the child processes, progress lines.
+
+Scenarios call `drain` (pre-fill, then time a consumer emptying the queue) or
+`spawn` and the Queues for flows of their own.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+
+from tests.bench import layout
+from tests.bench.broker import Queues
+from tests.bench.config import Config
+from tests.bench.process import Child, ChildFailed
+from tests.bench.protocol import Job, Outcome
+
+
+class Bench:
+    """What every scenario needs.
+
+    Args:
+        config: the run's settings.
+        url: the AMQP URL of the run's vhost.
+        queues: housekeeping connection to that vhost.
+        log_dir: where the children's stderr goes.
+    """
+
+    def __init__(self, config: Config, url: str, queues: Queues, log_dir: Path):
+        self.config = config
+        self.url = url
+        self.queues = queues
+        self.log_dir = log_dir
+        self._started = time.monotonic()
+        self._tags = itertools.count(1)
+
+    def progress(self, text: str) -> None:
+        """One line on stderr, with the time since the run started."""
+        print(f"[bench {time.monotonic() - self._started:5.0f}s] {text}", file=sys.stderr)
+
+    def tag(self) -> str:
+        """A fresh message-id prefix, so no two measurements share an id."""
+        return f"m{next(self._tags):04d}"
+
+    @staticmethod
+    def timeout(messages: int) -> float:
+        """Generous: a contender slower than 500 msg/s is broken, not slow."""
+        return 30.0 + messages / 500
+
+    async def spawn(self, job: Job) -> Child:
+        """Start a contender process (it sets up, then waits for `go`)."""
+        log = self.log_dir / f"{job.contender}-{job.role}-{job.tag}.log"
+        child = Child(job, log)
+        await child.start()
+        return child
+
+    async def clean(self) -> None:
+        """Empty every bench queue."""
+        await self.queues.purge(*layout.QUEUES)
+
+    async def drain(self, job: Job) -> Outcome:
+        """Pre-fill `job.queue` with `job.expected` messages, then let the contender drain it.
+
+        The contender process starts while the queue fills, so its imports cost
+        nothing; its clock starts at its first delivery.
+
+        Raises:
+            ChildFailed: it failed, or did not consume every message.
+        """
+        await self.clean()
+        child = await self.spawn(job)
+        try:
+            await self.queues.fill(job.queue, job.expected, tag=job.tag)
+            await child.ready()
+            child.go()
+            outcome = await child.result(self.timeout(job.expected))
+        finally:
+            await child.stop()
+        left = await self.queues.depth(job.queue)
+        if outcome.count != job.expected or left:
+            raise ChildFailed(
+                f"{job.contender} consumed {outcome.count} of {job.expected}; {left} left in queue"
+            )
+        return outcome

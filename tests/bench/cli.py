@@ -1,0 +1,184 @@
+"""``python -m tests.bench``: options → Config → every scenario → table and JSON.
+
+Exit codes: 0 when every measurement ran (targets missed are reported, not
+failures), 1 when the broker is unreachable or a measurement failed, 2 for a
+usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shlex
+import shutil
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+
+from tests.bench import config as sizes
+from tests.bench.bench import Bench
+from tests.bench.broker import Management, Queues, vhost_url
+from tests.bench.config import Config
+from tests.bench.layout import bench_topology
+from tests.bench.machine import describe
+from tests.bench.report import render, write_json
+from tests.bench.results import Series, Skip, Skipped
+from tests.bench.scenarios import SCENARIOS
+
+RESULTS = Path(__file__).resolve().parent / "results"
+AMQP_URL = os.environ.get("FLEET_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+MANAGEMENT_URL = os.environ.get("FLEET_TEST_MANAGEMENT_URL", "http://guest:guest@127.0.0.1:15672")
+DATABASE_URL = os.environ.get(
+    "FLEET_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+EXAMPLES = """
+examples:
+  python -m tests.bench                      the default run (under 10 minutes)
+  python -m tests.bench --quick              a smoke run (under 1 minute)
+  python -m tests.bench --only drain,saga --rounds 7
+  make bench ARGS="--quick --json /tmp/bench.json"
+"""
+
+
+def parse(argv: list[str]) -> Config:
+    parser = argparse.ArgumentParser(
+        prog="python -m tests.bench",
+        description="Benchmark fleet's runtime against bare aio-pika and FastStream.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer messages, shorter runs")
+    parser.add_argument("--rounds", type=_positive, help="rounds per scenario (default 5, quick 3)")
+    parser.add_argument("--json", type=Path, help="results file (default tests/bench/results/)")
+    parser.add_argument(
+        "--only", type=_scenarios, help=f"comma-separated scenarios: {','.join(SCENARIOS)}"
+    )
+    parser.add_argument("--url", default=AMQP_URL, help="broker (env FLEET_TEST_AMQP_URL)")
+    parser.add_argument(
+        "--management-url", default=MANAGEMENT_URL, help="env FLEET_TEST_MANAGEMENT_URL"
+    )
+    parser.add_argument(
+        "--database-url", default=DATABASE_URL, help="PostgreSQL (env FLEET_TEST_DATABASE_URL)"
+    )
+    args = parser.parse_args(argv)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Config(
+        sizes=sizes.QUICK if args.quick else sizes.DEFAULT,
+        rounds=args.rounds or (sizes.QUICK_ROUNDS if args.quick else sizes.DEFAULT_ROUNDS),
+        scenarios=args.only or tuple(SCENARIOS),
+        amqp_url=args.url,
+        management_url=args.management_url,
+        database_url=args.database_url,
+        json_path=args.json or RESULTS / f"{stamp}.json",
+        command=_command(argv),
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse(sys.argv[1:] if argv is None else argv)
+    try:
+        return asyncio.run(run(config))
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+
+
+async def run(config: Config) -> int:
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    clock = time.monotonic()
+    series: list[Series] = []
+    skipped: list[Skipped] = []
+    logs = config.json_path.with_suffix("").with_name(config.json_path.stem + "-logs")
+    logs.mkdir(parents=True, exist_ok=True)
+    with Management(config.management_url) as management:
+        try:
+            machine = describe(management.overview())
+        except httpx.HTTPError as exc:
+            where = _host(config.management_url)
+            print(
+                f"bench: the RabbitMQ management API at {where} does not answer ({exc}); "
+                "`make bench` starts RabbitMQ (.ci/services)",
+                file=sys.stderr,
+            )
+            return 1
+        user = urlsplit(config.amqp_url).username or "guest"
+        vhost = management.create_vhost("fleet-bench", user)
+        try:
+            series, skipped = await _scenarios_on(config, vhost, logs)
+        finally:
+            management.delete_vhost(vhost)
+    print(render(machine, config.command, series, skipped))
+    write_json(
+        config.json_path,
+        config=config,
+        machine=machine,
+        series=series,
+        skipped=skipped,
+        started=started,
+        seconds=time.monotonic() - clock,
+    )
+    print(f"\nresults: {config.json_path}")
+    failed = any(s.failures for s in series)
+    if failed:
+        print(f"child logs: {logs}")
+    else:
+        shutil.rmtree(logs, ignore_errors=True)
+    return 1 if failed else 0
+
+
+async def _scenarios_on(
+    config: Config, vhost: str, logs: Path
+) -> tuple[list[Series], list[Skipped]]:
+    from topology.apply import apply
+
+    url = vhost_url(config.amqp_url, vhost)
+    await apply(bench_topology(), url, management_url=config.management_url)
+    queues = await Queues.open(url)
+    bench = Bench(config, url, queues, logs)
+    bench.progress(
+        f"vhost {vhost}; {config.rounds} rounds; scenarios {', '.join(config.scenarios)}"
+    )
+    series: list[Series] = []
+    skipped: list[Skipped] = []
+    try:
+        for name in config.scenarios:
+            try:
+                series += await SCENARIOS[name](bench)
+            except Skip as skip:
+                skipped.append(Skipped(name, str(skip)))
+                bench.progress(f"{name}: skipped: {skip}")
+    finally:
+        await queues.close()
+    return series, skipped
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _scenarios(text: str) -> tuple[str, ...]:
+    names = tuple(n.strip() for n in text.split(",") if n.strip())
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown scenario {', '.join(unknown) or '(none)'}; choose from {','.join(SCENARIOS)}"
+        )
+    return names
+
+
+def _command(argv: list[str]) -> str:
+    python = os.path.relpath(sys.executable) if sys.executable.startswith(os.getcwd()) else "python"
+    return shlex.join([python, "-m", "tests.bench", *argv])
+
+
+def _host(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 15672}"

@@ -1,0 +1,80 @@
+"""How big a run is: the default run (under 10 minutes) and --quick (under 1 minute)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Messages and seconds per measurement.
+
+    Attributes:
+        drain: messages pre-filled for each drain measurement.
+        saga: messages pre-filled for each saga-step measurement.
+        latency_rates: offered loads of the latency scenario, msg/s.
+        latency_seconds: how long the paced publisher runs per measurement.
+        publish: messages each publisher sends with confirms.
+        rss_idle_seconds: how long an idle worker is watched.
+        rss_load: messages sent to a worker while its memory is watched.
+        inbox: messages per drain with and without the PostgreSQL inbox.
+    """
+
+    drain: int
+    saga: int
+    latency_rates: tuple[int, ...]
+    latency_seconds: float
+    publish: int
+    rss_idle_seconds: float
+    rss_load: int
+    inbox: int
+
+
+DEFAULT = Sizes(
+    drain=20_000,
+    saga=8_000,
+    latency_rates=(1000, 3000),
+    latency_seconds=5.0,
+    publish=20_000,
+    rss_idle_seconds=2.0,
+    rss_load=20_000,
+    inbox=8_000,
+)
+QUICK = Sizes(
+    drain=5_000,
+    saga=2_000,
+    latency_rates=(1000, 3000),
+    latency_seconds=1.0,
+    publish=5_000,
+    rss_idle_seconds=0.5,
+    rss_load=5_000,
+    inbox=2_000,
+)
+DEFAULT_ROUNDS = 5
+QUICK_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Config:
+    """One run's settings, parsed once from the command line.
+
+    Attributes:
+        sizes: DEFAULT or QUICK.
+        rounds: rounds per scenario (each contender once per round).
+        scenarios: the scenarios to run, in order.
+        amqp_url: the broker; the run creates and deletes its own vhost on it.
+        management_url: the broker's management API.
+        database_url: PostgreSQL for the inbox scenario (a database is created in it).
+        json_path: where the results go.
+        command: the command line, as the report prints it.
+    """
+
+    sizes: Sizes
+    rounds: int
+    scenarios: tuple[str, ...]
+    amqp_url: str
+    management_url: str
+    database_url: str
+    json_path: Path
+    command: str

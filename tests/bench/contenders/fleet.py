@@ -1,0 +1,116 @@
+"""fleet's real runtime: `run_worker` on uvloop, or its Publisher.
+
+Consumers load the bench topology, build WorkerSettings and run
+`run_worker(settings, Shutdown())` through `workers.runtime.loop.run` (uvloop),
+exactly as `fleet worker run` does. The handler's Probe requests the shutdown
+when the expected count is reached; the measurement ends when the runtime logs
+`worker.stopped`, i.e. after the consumer was cancelled, in-flight deliveries
+finished and the last acks were sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+from tests.bench import layout
+from tests.bench.child import Signals
+from tests.bench.contenders import fleet_workers
+from tests.bench.contenders.fleet_api import event_sender, worker_settings
+from tests.bench.payload import ORDER
+from tests.bench.probe import Probe, now
+from tests.bench.protocol import Job, Outcome
+from workers.runtime.connection import publishing_channel
+from workers.runtime.loop import run as run_on_fleet_loop
+from workers.runtime.publisher import Publisher
+from workers.runtime.service import WorkerSettings, run_worker
+from workers.runtime.shutdown import Shutdown
+
+#: role → the worker of `layout.TOPOLOGY` that plays it.
+WORKERS = {"drain": "drain", "saga": "saga", "latency": "latency"}
+
+
+def run(job: Job, signals: Signals) -> Outcome:
+    if job.role == "publish":
+        signals.ready()
+        return run_on_fleet_loop(_publish(job))
+    marks: dict[str, tuple[float, float]] = {}
+    _watch_logs(marks)
+    settings = worker_settings(
+        layout.bench_topology(), WORKERS[job.role], job.url, database_url=job.database_url
+    )
+    probe = fleet_workers.PROBE = Probe(job.expected)
+    signals.ready()
+    return run_on_fleet_loop(_consume(settings, probe, signals, marks, job.warmup))
+
+
+async def _consume(
+    settings: WorkerSettings,
+    probe: Probe,
+    signals: Signals,
+    marks: dict[str, tuple[float, float]],
+    warmup: float,
+) -> Outcome:
+    shutdown = Shutdown()
+    probe.on_done = shutdown.request
+    ready = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, shutdown, ready=ready))
+    consuming = asyncio.create_task(ready.wait())
+    await asyncio.wait((worker, consuming), return_when=asyncio.FIRST_COMPLETED)
+    if not consuming.done():
+        consuming.cancel()
+        await worker  # it ended before consuming: raise its error
+    signals.consuming()
+    counters = await worker
+    end = marks.get("stopped") or now()
+    outcome = probe.outcome(*end, warmup=warmup)
+    outcome.extra = {
+        "processed": counters.processed,
+        "duplicates": counters.duplicates,
+        "dead_lettered": counters.parked,
+        "retried": counters.retried,
+    }
+    return outcome
+
+
+async def _publish(job: Job) -> Outcome:
+    """`job.expected` OrderPlaced events with `job.lanes` confirms awaited at once."""
+    async with publishing_channel(job.url, name="fleet bench publisher") as channel:
+        send = event_sender(Publisher(channel, app_id="fleet.bench"))
+        indexes = iter(range(job.expected))
+
+        async def lane() -> None:
+            for i in indexes:  # shared: each lane takes the next index
+                await send(ORDER, layout.ORDERS, f"{job.tag}-{i}")
+
+        probe = Probe(job.expected)
+        probe.tick()  # starts both clocks
+        await asyncio.gather(*(lane() for _ in range(job.lanes)))
+        end = now()
+    probe.count = job.expected
+    return probe.outcome(*end)
+
+
+def _watch_logs(marks: dict[str, tuple[float, float]]) -> None:
+    """Note when the runtime logs `worker.stopped`; print warnings and errors to stderr.
+
+    fleet logs only at start, stop and on failures, so this costs nothing per message.
+    """
+
+    def watch(_: Any, method: str, event: MutableMapping[str, Any]) -> Any:
+        if event.get("event") == "worker.stopped":
+            marks["stopped"] = now()
+        if method in ("warning", "error", "critical", "exception"):
+            print(f"fleet {method}: {dict(event)}", file=sys.stderr)
+        raise structlog.DropEvent
+
+    structlog.configure(
+        processors=[watch],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.INFO),
+        cache_logger_on_first_use=True,
+    )

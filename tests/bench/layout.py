@@ -1,0 +1,64 @@
+"""The bench's exchanges and queues, as a fleet topology file.
+
+One text serves every contender: the parent applies it with fleet's own
+`topology.apply` (so the queues are exactly what a fleet deployment gets:
+durable classic queues, with their derived retry and dead-letter queues), and
+the fleet contender loads it to build its WorkerSettings. The other contenders
+only use the names below and declare nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from topology import Topology
+
+ORDERS = "orders"  # exchange OrderPlaced is published to (publish scenario)
+INVENTORY = "inventory"  # exchange the saga step's StockReserved goes to
+
+DRAIN = "bench-drain"  # pre-filled, drained by every consumer scenario
+LATENCY = "bench-latency"  # fed by the paced publisher
+FOLLOW = "bench-follow"  # collects the saga step's follow-ons
+PUBLISHED = "bench-published"  # collects the publish scenario's messages
+
+#: Every queue a measurement may leave messages in (purged before each one).
+QUEUES = (DRAIN, LATENCY, FOLLOW, PUBLISHED)
+
+MODULE = "tests.bench.contenders.fleet_workers"
+PREFETCH = 256
+# The baselines run up to `prefetch` callbacks at once (aiormq starts a task
+# per delivery), so fleet gets the same: concurrency = prefetch.
+CONCURRENCY = 256
+
+TOPOLOGY = f"""
+version: 1
+exchanges:
+  {ORDERS}: {{type: topic}}
+  {INVENTORY}: {{type: topic}}
+queues:
+  {DRAIN}: {{type: classic, retry: {{attempts: 1, delays: [5s]}}}}
+  {LATENCY}: {{type: classic, retry: {{attempts: 1, delays: [5s]}}}}
+  {FOLLOW}:
+    type: classic
+    bind: [{{exchange: {INVENTORY}, routing_key: stock.reserved}}]
+  {PUBLISHED}:
+    type: classic
+    bind: [{{exchange: {ORDERS}, routing_key: order.placed}}]
+workers:
+  drain: {{module: {MODULE}, queue: {DRAIN}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
+  saga:
+    module: {MODULE}
+    queue: {DRAIN}
+    publish_to: {INVENTORY}
+    prefetch: {PREFETCH}
+    concurrency: {CONCURRENCY}
+  latency: {{module: {MODULE}, queue: {LATENCY}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
+"""
+
+
+def bench_topology() -> Topology:
+    """The topology above, parsed by fleet's loader."""
+    from topology.load import loads
+
+    return loads(TOPOLOGY, source="<tests.bench.layout>")

@@ -1,0 +1,38 @@
+"""Who competes: each contender as the table names it, the process it runs and its loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from tests.bench.protocol import Job
+
+
+@dataclass(frozen=True)
+class Entrant:
+    """A contender as the parent runs it.
+
+    Attributes:
+        label: its name in the table.
+        contender: the child's contender key (`child.CONTENDERS`).
+        loop: the event loop its process runs on.
+    """
+
+    label: str
+    contender: str
+    loop: str = "asyncio"
+
+    def job(self, **fields: Any) -> Job:
+        return Job(contender=self.contender, loop=self.loop, **fields)
+
+
+# fleet runs on uvloop through workers.runtime.loop.run, as `fleet worker run` does.
+FLEET = Entrant("fleet", "fleet", "uvloop")
+# The baseline: what a careful user writes with aio-pika, on the default loop.
+AIO_PIKA = Entrant("aio-pika", "aio-pika")
+# The same code on uvloop, to show how much of a difference is the loop alone.
+AIO_PIKA_UVLOOP = Entrant("aio-pika+uvloop", "aio-pika", "uvloop")
+# FastStream runs on uvloop, as `faststream run` does when uvloop is installed.
+FASTSTREAM = Entrant("faststream", "faststream", "uvloop")
+
+BASELINE = AIO_PIKA.label

@@ -1,0 +1,81 @@
+"""Counting and timing inside a contender process, kept off the hot path.
+
+A handler calls `tick()` (one increment and two comparisons); the clock is
+read only at the first delivery and when the expected count is reached.
+"""
+
+from __future__ import annotations
+
+import resource
+import time
+from collections.abc import Callable
+
+from tests.bench.protocol import Outcome
+
+
+def _nothing() -> None:
+    return None
+
+
+class Probe:
+    """Counts handled messages and times first delivery → done.
+
+    Args:
+        expected: messages after which `on_done` is called (once).
+    """
+
+    __slots__ = ("count", "cpu_first", "expected", "first", "on_done", "samples")
+
+    def __init__(self, expected: int):
+        self.expected = expected
+        self.count = 0
+        self.first = 0.0
+        self.cpu_first = 0.0
+        self.on_done: Callable[[], None] = _nothing
+        self.samples: list[int] = []
+
+    def tick(self) -> None:
+        """One message handled."""
+        count = self.count = self.count + 1
+        if count == 1:
+            self.first = time.perf_counter()
+            self.cpu_first = time.process_time()
+        if count == self.expected:
+            self.on_done()
+
+    def sent_at(self, sent_ns: int) -> None:
+        """One message handled that its publisher stamped at `sent_ns` (monotonic)."""
+        self.samples.append(time.monotonic_ns() - sent_ns)
+        self.tick()
+
+    def outcome(self, end: float, cpu_end: float, warmup: float = 0.0) -> Outcome:
+        """What was measured, ending at `end` (perf_counter) and `cpu_end` (process_time)."""
+        return Outcome(
+            count=self.count,
+            seconds=end - self.first if self.count else 0.0,
+            cpu_seconds=cpu_end - self.cpu_first if self.count else 0.0,
+            max_rss_kb=peak_rss_kb(),
+            latency_ms=percentiles(self.samples, warmup) if self.samples else {},
+        )
+
+
+def percentiles(samples_ns: list[int], warmup: float) -> dict[str, float]:
+    """p50/p95/p99/max in milliseconds, leaving out the first `warmup` share."""
+    kept = sorted(samples_ns[int(len(samples_ns) * warmup) :])
+    if not kept:
+        return {}
+
+    def at(q: float) -> float:
+        return kept[min(len(kept) - 1, int(q * len(kept)))] / 1e6
+
+    return {"p50": at(0.50), "p95": at(0.95), "p99": at(0.99), "max": kept[-1] / 1e6}
+
+
+def peak_rss_kb() -> int:
+    """This process's peak resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def now() -> tuple[float, float]:
+    """(perf_counter, process_time): the two clocks an Outcome is built from."""
+    return time.perf_counter(), time.process_time()

@@ -1,0 +1,153 @@
+"""The parent side of a contender process: start it, hand-shake, read its Outcome.
+
+The child's stderr goes to a log file; when a child fails, its last lines are
+in the error. `RssSampler` watches a child's resident set with psutil.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+from pathlib import Path
+
+import psutil
+
+from tests.bench.protocol import CONSUMING, GO, READY, RESULT, Job, Outcome, decode_outcome
+from tests.bench.protocol import encode_job as _encode_job
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class ChildFailed(Exception):
+    """A contender process exited, said something unexpected, or took too long."""
+
+
+class Child:
+    """One contender process.
+
+    Args:
+        job: what it runs.
+        log: where its stderr goes.
+    """
+
+    def __init__(self, job: Job, log: Path):
+        self.job = job
+        self.log = log
+        self._process: asyncio.subprocess.Process | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None, "not started"
+        return self._process.pid
+
+    async def start(self) -> None:
+        with self.log.open("ab") as stderr:
+            self._process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tests.bench.child",
+                _encode_job(self.job),
+                cwd=ROOT,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=stderr,
+            )
+
+    async def ready(self, seconds: float = 60.0) -> None:
+        """Wait until it has imported and set up everything it needs."""
+        await self._expect(READY, seconds)
+
+    def go(self) -> None:
+        """Let it start (connect, consume or publish)."""
+        assert self._process is not None
+        assert self._process.stdin is not None
+        self._process.stdin.write((GO + "\n").encode())
+
+    async def consuming(self, seconds: float = 30.0) -> None:
+        """Wait until its consumer is registered with the broker."""
+        await self._expect(CONSUMING, seconds)
+
+    async def result(self, seconds: float) -> Outcome:
+        """Its Outcome, once it is done (within `seconds`)."""
+        line = await self._line(seconds)
+        while line == CONSUMING:
+            line = await self._line(seconds)
+        if not line.startswith(RESULT):
+            raise self._failed(f"expected a result, got {line!r}")
+        outcome = decode_outcome(line[len(RESULT) :])
+        assert self._process is not None
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._process.wait(), 10)
+        return outcome
+
+    async def stop(self) -> None:
+        """Kill it if it still runs, and reap it."""
+        process = self._process
+        if process is None:
+            return
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+        await process.wait()
+
+    async def _expect(self, wanted: str, seconds: float) -> None:
+        line = await self._line(seconds)
+        if line != wanted:
+            raise self._failed(f"expected {wanted!r}, got {line!r}")
+
+    async def _line(self, seconds: float) -> str:
+        assert self._process is not None
+        assert self._process.stdout is not None
+        try:
+            raw = await asyncio.wait_for(self._process.stdout.readline(), seconds)
+        except TimeoutError:
+            raise self._failed(f"no answer within {seconds:.0f} s") from None
+        if not raw:
+            await self._process.wait()
+            raise self._failed(f"exited with code {self._process.returncode}")
+        return raw.decode().rstrip("\n")
+
+    def _failed(self, what: str) -> ChildFailed:
+        try:
+            tail = self.log.read_text(errors="replace").splitlines()[-15:]
+        except OSError:
+            tail = []
+        job = self.job
+        lines = [f"{job.contender} ({job.role}, {job.loop}) {what}; log {self.log}", *tail]
+        return ChildFailed("\n    ".join(lines))
+
+
+class RssSampler:
+    """Samples a process's resident set size every `interval` seconds; keeps the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.02):
+        self._process = psutil.Process(pid)
+        self._interval = interval
+        self.peak = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._sample())
+
+    def reset(self) -> int:
+        """The peak so far; sampling goes on from zero."""
+        peak, self.peak = self.peak, 0
+        self._take()
+        return peak
+
+    async def stop(self) -> int:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        return self.peak
+
+    def _take(self) -> None:
+        with contextlib.suppress(psutil.Error):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    async def _sample(self) -> None:
+        while True:
+            self._take()
+            await asyncio.sleep(self._interval)

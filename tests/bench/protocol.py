@@ -1,0 +1,91 @@
+"""What the parent and a contender process exchange.
+
+The parent starts ``python -m tests.bench.child <Job as JSON>``. The child
+imports its contender, prints ``ready``, and waits for ``go`` on stdin; a
+consumer prints ``consuming`` once the broker delivers to it; the last line is
+``result <Outcome as JSON>``. Nothing else goes to stdout (logs go to stderr).
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+READY = "ready"
+GO = "go"
+CONSUMING = "consuming"
+RESULT = "result "
+
+Role = str  # "drain" | "saga" | "latency" | "publish" | "pace"
+
+
+class Job(msgspec.Struct, kw_only=True, frozen=True):
+    """One contender process's task.
+
+    Attributes:
+        contender: the registry key in `child.CONTENDERS` (``fleet``, ``aio-pika``, ...).
+        role: what it does: drain, saga, latency (consumers), publish, pace (publishers).
+        url: the AMQP URL, with the run's vhost.
+        loop: ``asyncio`` or ``uvloop`` (contenders that choose their loop).
+        queue: the queue consumed, or published to (pace, publish).
+        expected: messages to consume (or publish) before the measurement ends.
+        prefetch: the consumer's prefetch count.
+        rate: offered load of the paced publisher, msg/s.
+        lanes: concurrent publishes awaiting their confirms (publish).
+        tag: prefix of the message ids this job publishes.
+        database_url: PostgreSQL for fleet's inbox; None keeps the default inbox.
+        warmup: share of the first latency samples left out of the percentiles.
+    """
+
+    contender: str
+    role: Role
+    url: str
+    loop: str = "asyncio"
+    queue: str = ""
+    expected: int = 0
+    prefetch: int = 256
+    rate: int = 0
+    lanes: int = 256
+    tag: str = "m"
+    database_url: str | None = None
+    warmup: float = 0.1
+
+
+class Outcome(msgspec.Struct, kw_only=True):
+    """What a contender measured about itself.
+
+    Attributes:
+        count: messages consumed (or published).
+        seconds: first delivery → last ack and consumer cancelled (publishers:
+            first publish → last confirm).
+        cpu_seconds: this process's CPU time over the same interval.
+        max_rss_kb: the process's peak resident set (getrusage).
+        latency_ms: percentiles of publish → handler entry (latency role).
+        extra: anything else worth keeping in the JSON.
+    """
+
+    count: int
+    seconds: float
+    cpu_seconds: float
+    max_rss_kb: int
+    latency_ms: dict[str, float] = {}
+    extra: dict[str, float] = {}
+
+    @property
+    def rate(self) -> float:
+        return self.count / self.seconds if self.seconds > 0 else 0.0
+
+
+def encode_job(job: Job) -> str:
+    return msgspec.json.encode(job).decode()
+
+
+def decode_job(text: str) -> Job:
+    return msgspec.json.decode(text, type=Job)
+
+
+def encode_outcome(outcome: Outcome) -> str:
+    return msgspec.json.encode(outcome).decode()
+
+
+def decode_outcome(text: str) -> Outcome:
+    return msgspec.json.decode(text, type=Outcome)

@@ -1,0 +1,150 @@
+"""The run's report: the machine, the command, the table, the targets; and the JSON.
+
+Ratios divide a row's median by its baseline's median in the same scenario,
+so for msg/s above 1.00x is faster than the baseline, and for ms and MiB below
+1.00x is better.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tests.bench.config import Config
+from tests.bench.results import TARGETS, Series, Skipped, ratio
+
+COLUMNS = ("scenario", "contender", "median", "min", "max", "unit", "ratio", "vs", "cpu")
+RIGHT = {"median", "min", "max", "ratio", "cpu"}
+
+
+def render(
+    machine: dict[str, str],
+    command: str,
+    series: list[Series],
+    skipped: Sequence[Skipped],
+) -> str:
+    """The whole report as text."""
+    lines = [
+        "fleet benchmark",
+        "machine: "
+        + ", ".join(
+            [
+                f"{machine['cores']} cores",
+                machine["cpu"],
+                machine["os"],
+                f"Python {machine['python']}",
+                f"RabbitMQ {machine['rabbitmq']} (Erlang {machine['erlang']})",
+            ]
+        ),
+        f"libraries: {machine['libraries']}",
+        f"command: {command}",
+        "",
+        table(series),
+    ]
+    for skip in skipped:
+        lines.append(f"skipped {skip.scenario}: {skip.reason}")
+    lines += ["", targets(series)]
+    return "\n".join(lines)
+
+
+def table(series: list[Series]) -> str:
+    rows = [COLUMNS]
+    for row in series:
+        value = ratio(row, series)
+        rows.append(
+            (
+                row.scenario,
+                row.contender,
+                _number(row.median, row.unit),
+                _number(row.low, row.unit),
+                _number(row.high, row.unit),
+                row.unit,
+                "baseline" if row.contender == row.baseline else _ratio(value),
+                "" if row.contender == row.baseline else row.baseline,
+                f"{row.cpu_median:.0%}" if row.cpu_median is not None else "",
+            )
+        )
+        if row.failures:
+            rows.append(("", f"  {len(row.failures)} round(s) failed", *[""] * 7))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
+    out = []
+    for r in rows:
+        cells = [
+            cell.rjust(w) if name in RIGHT else cell.ljust(w)
+            for cell, w, name in zip(r, widths, COLUMNS, strict=True)
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def targets(series: list[Series]) -> str:
+    """Issue 6's targets with the measured ratios."""
+    lines = ["targets (issue 6):"]
+    for target in TARGETS:
+        value, met = target.measure(series)
+        verdict = "not measured" if met is None else ("met" if met else "NOT met")
+        lines.append(f"  {target!s:<48} {_ratio(value):>7}  {verdict}")
+    return "\n".join(lines)
+
+
+def write_json(
+    path: Path,
+    *,
+    config: Config,
+    machine: dict[str, str],
+    series: list[Series],
+    skipped: Sequence[Skipped],
+    started: str,
+    seconds: float,
+) -> None:
+    """Everything measured, for comparison over time."""
+    data: dict[str, Any] = {
+        "started": started,
+        "seconds": round(seconds, 1),
+        "command": config.command,
+        "rounds": config.rounds,
+        "sizes": vars(config.sizes),
+        "machine": machine,
+        "results": [
+            {
+                "scenario": s.scenario,
+                "contender": s.contender,
+                "unit": s.unit,
+                "higher_is_better": s.higher_is_better,
+                "median": s.median,
+                "min": s.low,
+                "max": s.high,
+                "baseline": s.baseline,
+                "ratio": ratio(s, series),
+                "samples": s.samples,
+                "cpu": s.cpu,
+                "failures": s.failures,
+                "details": s.details,
+            }
+            for s in series
+        ],
+        "skipped": [{"scenario": s.scenario, "reason": s.reason} for s in skipped],
+        "targets": [
+            {"target": str(t), "ratio": value, "met": met}
+            for t in TARGETS
+            for value, met in [t.measure(series)]
+        ],
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2, default=str) + "\n", encoding="utf-8")
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "msg/s":
+        return f"{value:,.0f}"
+    if unit == "ms":
+        return f"{value:.2f}"
+    return f"{value:.1f}"
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"

@@ -1,0 +1,116 @@
+"""What a run produces: one Series per table row, the scenarios skipped, the targets.
+
+A Series holds one sample per round; the table shows its median, min and max
+and the ratio of its median to its baseline's median in the same scenario.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+@dataclass
+class Series:
+    """One contender in one scenario, over every round.
+
+    Attributes:
+        scenario: the table's first column (``drain``, ``latency 1000/s p99``, ...).
+        contender: the second (``fleet``, ``aio-pika``, ``aio-pika+uvloop``, ...).
+        unit: ``msg/s``, ``ms`` or ``MB``.
+        higher_is_better: throughput yes; latency and memory no.
+        baseline: the contender the ratio divides by.
+        samples: one value per round that succeeded.
+        cpu: the contender's CPU use per round, in cores (1.0 = one core busy).
+        failures: why a round produced no sample.
+        details: per-round extras kept for the JSON (counters, the publisher's lag).
+    """
+
+    scenario: str
+    contender: str
+    unit: str
+    higher_is_better: bool
+    baseline: str
+    samples: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def median(self) -> float | None:
+        return statistics.median(self.samples) if self.samples else None
+
+    @property
+    def low(self) -> float | None:
+        return min(self.samples) if self.samples else None
+
+    @property
+    def high(self) -> float | None:
+        return max(self.samples) if self.samples else None
+
+    @property
+    def cpu_median(self) -> float | None:
+        return statistics.median(self.cpu) if self.cpu else None
+
+
+class Skip(Exception):
+    """Raised by a scenario that cannot run here; the message says why."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A scenario that did not run, and why."""
+
+    scenario: str
+    reason: str
+
+
+def ratio(series: Series, everything: list[Series]) -> float | None:
+    """`series`'s median over its baseline's median in the same scenario."""
+    base = find(everything, series.scenario, series.baseline)
+    if base is None or base.median in (None, 0) or series.median is None:
+        return None
+    return series.median / base.median
+
+
+def find(everything: list[Series], scenario: str, contender: str) -> Series | None:
+    return next(
+        (s for s in everything if s.scenario == scenario and s.contender == contender), None
+    )
+
+
+@dataclass(frozen=True)
+class Target:
+    """One of issue 6's targets: `contender` / `against` in `scenario`, compared to `bound`."""
+
+    scenario: str
+    contender: str
+    against: str
+    op: Literal[">=", "<="]
+    bound: float
+
+    def __str__(self) -> str:
+        return f"{self.scenario}: {self.contender} {self.op} {self.bound}x {self.against}"
+
+    def measure(self, everything: list[Series]) -> tuple[float | None, bool | None]:
+        """(measured ratio, met) — (None, None) when either side has no result."""
+        mine = find(everything, self.scenario, self.contender)
+        theirs = find(everything, self.scenario, self.against)
+        if mine is None or theirs is None or mine.median is None or not theirs.median:
+            return None, None
+        value = mine.median / theirs.median
+        met = value >= self.bound if self.op == ">=" else value <= self.bound
+        return value, met
+
+
+#: Issue 6, "Targets, as ratios from the same run".
+TARGETS = (
+    Target("drain", "fleet", "aio-pika", ">=", 1.8),
+    Target("drain", "fleet", "faststream", ">=", 3.0),
+    Target("saga step", "fleet", "aio-pika", ">=", 1.3),
+    Target("saga step", "fleet", "faststream", ">=", 2.0),
+    Target("latency 1000/s p99", "fleet", "aio-pika", "<=", 1.2),
+    Target("rss under load", "fleet", "aio-pika", "<=", 1.5),
+    Target("inbox drain", "fleet inbox on", "fleet inbox off", ">=", 0.5),
+)

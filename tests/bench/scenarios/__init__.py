@@ -1,0 +1,24 @@
+"""The scenarios, in the order a run takes them; keys are what --only accepts.
+
+Each is `async def run(bench) -> list[Series]`, raising `results.Skip` when it
+cannot run here. A new scenario is a module here and a line below.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from tests.bench.bench import Bench
+from tests.bench.results import Series
+from tests.bench.scenarios import drain, inbox, latency, memory, publish, saga
+
+Scenario = Callable[[Bench], Awaitable[list[Series]]]
+
+SCENARIOS: dict[str, Scenario] = {
+    "drain": drain.run,
+    "saga": saga.run,
+    "latency": latency.run,
+    "publish": publish.run,
+    "rss": memory.run,
+    "inbox": inbox.run,
+}

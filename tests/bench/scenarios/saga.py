@@ -1,0 +1,43 @@
+"""b. saga step: decode, publish one follow-on event with a publisher confirm, ack.
+
+fleet's worker whose handler returns a StockReserved (the runtime publishes it
+with `mandatory` and waits for the confirm before acking) vs the same written
+by hand with aio-pika vs FastStream's subscriber + publisher. After each
+measurement every follow-on must be in the follow-on queue.
+"""
+
+from __future__ import annotations
+
+from tests.bench import layout
+from tests.bench.bench import Bench
+from tests.bench.lineup import AIO_PIKA, AIO_PIKA_UVLOOP, BASELINE, FASTSTREAM, FLEET, Entrant
+from tests.bench.process import ChildFailed
+from tests.bench.protocol import Job, Outcome
+from tests.bench.results import Series
+from tests.bench.scenarios.throughput import drain_rounds
+
+NAME = "saga step"
+ENTRANTS = (FLEET, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
+
+
+async def run(bench: Bench) -> list[Series]:
+    def job(entrant: Entrant, tag: str) -> Job:
+        return entrant.job(
+            role="saga",
+            url=bench.url,
+            queue=layout.DRAIN,
+            expected=bench.config.sizes.saga,
+            prefetch=layout.PREFETCH,
+            tag=tag,
+        )
+
+    async def follow_ons_arrived(job: Job, outcome: Outcome) -> None:
+        published = await bench.queues.depth(layout.FOLLOW)
+        if published != job.expected:
+            raise ChildFailed(
+                f"{job.contender}: {published} follow-ons for {job.expected} messages"
+            )
+
+    return await drain_rounds(
+        bench, NAME, ENTRANTS, job, baseline=BASELINE, check=follow_ons_arrived
+    )

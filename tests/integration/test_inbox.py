@@ -1,0 +1,133 @@
+"""The PostgreSQL inbox against a real database: claims, duplicates, rollback,
+the stored follow-ons, crash counting and retention."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import asyncpg
+import pytest
+
+from workers.runtime.inbox import MemoryInbox, PostgresInbox
+from workers.runtime.outgoing import Outgoing
+
+
+def outgoing(message_id: str) -> Outgoing:
+    return Outgoing(
+        exchange="e",
+        routing_key="a.b",
+        body=b"{}",
+        message_id=message_id,
+        correlation_id="c",
+        causation_id="m",
+        type="T",
+        version=1,
+        mandatory=True,
+        timestamp=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+@pytest.fixture
+async def inbox(database: str):
+    inbox = PostgresInbox(database, worker="w", retention=timedelta(days=1), pool_size=4)
+    await inbox.start()
+    async with inbox.pool.acquire() as conn:
+        await conn.execute("CREATE TABLE effects (id text)")
+    yield inbox
+    await inbox.close()
+
+
+class TestPostgresInbox:
+    async def test_a_message_is_claimed_once_and_its_follow_ons_are_kept(self, inbox) -> None:
+        """The second claim of a committed message is a duplicate carrying the stored follow-ons."""
+        async with inbox.claim("w", "m-1") as claim:
+            assert not claim.duplicate
+            await claim.db.execute("INSERT INTO effects VALUES ('m-1')")
+            claim.keep([outgoing("f-1")])
+        async with inbox.claim("w", "m-1") as again:
+            assert again.duplicate
+            assert [o.message_id for o in again.replay] == ["f-1"]
+        assert await inbox.pool.fetchval("SELECT count(*) FROM effects") == 1
+
+    async def test_a_failed_handler_rolls_back_its_writes_and_its_mark(self, inbox) -> None:
+        """An exception inside the claim undoes the handler's writes; the next claim is fresh."""
+        with pytest.raises(RuntimeError):
+            async with inbox.claim("w", "m-2") as claim:
+                await claim.db.execute("INSERT INTO effects VALUES ('m-2')")
+                raise RuntimeError("handler failed")
+        async with inbox.claim("w", "m-2") as retry:
+            assert not retry.duplicate
+        assert await inbox.pool.fetchval("SELECT count(*) FROM effects") == 0
+
+    async def test_concurrent_duplicates_wait_for_the_first_and_then_skip(self, inbox) -> None:
+        """Two deliveries of one message at once: one applies the effect, the other sees it."""
+
+        async def deliver() -> bool:
+            async with inbox.claim("w", "m-3") as claim:
+                if claim.duplicate:
+                    return False
+                await claim.db.execute("INSERT INTO effects VALUES ('m-3')")
+                await asyncio.sleep(0.2)  # hold the row lock while the other one arrives
+                return True
+
+        results = await asyncio.gather(deliver(), deliver())
+        assert sorted(results) == [False, True]
+        assert await inbox.pool.fetchval("SELECT count(*) FROM effects") == 1
+
+    async def test_workers_have_separate_marks(self, inbox) -> None:
+        """The same message id is new to a different worker."""
+        async with inbox.claim("w", "m-4"):
+            pass
+        async with inbox.claim("other", "m-4") as claim:
+            assert not claim.duplicate
+
+    async def test_starts_are_counted_per_message_and_survive_the_claim(self, inbox) -> None:
+        """The crash counter goes up on each start, committed outside any claim."""
+        assert [await inbox.started("w", "m-5") for _ in range(3)] == [1, 2, 3]
+        assert await inbox.started("w", "m-6") == 1
+
+    async def test_marks_older_than_the_retention_are_pruned(self, inbox) -> None:
+        """Pruning deletes old marks of this worker only."""
+        for message_id in ("old", "new"):
+            async with inbox.claim("w", message_id):
+                pass
+        async with inbox.claim("other", "old"):
+            pass
+        await inbox.pool.execute(
+            "UPDATE fleet_inbox SET processed_at = now() - interval '2 days'"
+            " WHERE message_id = 'old'"
+        )
+        assert await inbox.prune() == 1
+        remaining = await inbox.pool.fetch(
+            "SELECT worker, message_id FROM fleet_inbox ORDER BY worker, message_id"
+        )
+        assert [tuple(r) for r in remaining] == [("other", "old"), ("w", "new")]
+
+    async def test_two_inboxes_starting_together_create_the_schema_once(self, database) -> None:
+        """Workers starting at the same moment do not race on CREATE TABLE."""
+        inboxes = [PostgresInbox(database, worker=f"w{i}") for i in range(4)]
+        await asyncio.gather(*(i.start() for i in inboxes))
+        await asyncio.gather(*(i.close() for i in inboxes))
+        connection = await asyncpg.connect(database)
+        try:
+            assert await connection.fetchval("SELECT to_regclass('fleet_inbox')::text") == (
+                "fleet_inbox"
+            )
+        finally:
+            await connection.close()
+
+
+class TestMemoryInbox:
+    async def test_it_remembers_recent_ids_and_forgets_the_oldest(self) -> None:
+        """Capacity bounds memory: the oldest id is forgotten first."""
+        inbox = MemoryInbox(capacity=2)
+        for message_id in ("a", "b", "c"):
+            async with inbox.claim("w", message_id) as claim:
+                claim.keep([outgoing(message_id)])
+        async with inbox.claim("w", "c") as claim:
+            assert claim.duplicate
+            assert claim.replay[0].message_id == "c"
+        async with inbox.claim("w", "a") as claim:
+            assert not claim.duplicate
+        assert await inbox.started("w", "a") is None

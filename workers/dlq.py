@@ -1,0 +1,220 @@
+"""Operations on dead-letter (and retry) queues: list, inspect, replay, purge.
+
+Listing and inspecting read through the management API and leave messages in
+place; replay and purge work over AMQP. Replay publishes each chosen message
+back to its origin queue (through the default exchange, so only that queue
+sees it) with a confirm, and only then acks it in the dead-letter queue: a
+replay interrupted half-way loses nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+
+import aiormq
+from aiormq.abc import DeliveredMessage
+from pamqp.commands import Basic
+
+from topology.management import Management, PeekedMessage
+from topology.names import DEAD_SUFFIX, RETRY_INFIX, dead_letter_queue, is_derived, origin_queue
+from workers.errors import WorkerError
+from workers.runtime import headers as h
+from workers.runtime.connection import connect
+from workers.runtime.publisher import Publisher
+
+#: Headers removed on replay, so the message starts over: fleet's failure
+#: record and the broker's own dead-lettering history.
+RESET_HEADERS = (
+    *h.FAILURE_HEADERS,
+    "x-death",
+    "x-first-death-exchange",
+    "x-first-death-queue",
+    "x-first-death-reason",
+    "x-delivery-count",
+)
+
+
+class NotADeadLetterQueue(WorkerError, ValueError):
+    """The queue named is not one fleet derives (`<queue>.dead` or `<queue>.retry.<delay>`)."""
+
+
+@dataclass(frozen=True)
+class ParkedQueue:
+    """A dead-letter or retry queue and how many messages it holds."""
+
+    name: str
+    kind: str  # "dead" | "retry"
+    origin: str
+    ready: int
+    unacked: int
+
+
+@dataclass(frozen=True)
+class ParkedMessage:
+    """A message in a dead-letter queue, with the reason it is there."""
+
+    message_id: str | None
+    type: str | None
+    reason: str
+    error_type: str | None
+    error: str | None
+    attempts: int | None
+    worker: str | None
+    original_exchange: str | None
+    original_routing_key: str | None
+    first_failure: str | None
+    last_failure: str | None
+    body: bytes
+
+    @classmethod
+    def from_peek(cls, message: PeekedMessage) -> ParkedMessage:
+        properties = message.properties
+        headers: dict[str, Any] = properties.get("headers") or {}
+        reason = headers.get(h.REASON)
+        if reason is None:
+            # Parked by the broker itself (a quorum queue's delivery limit, a reject).
+            reason = f"{headers.get('x-first-death-reason', 'unknown')} (by the broker)"
+        return cls(
+            message_id=properties.get("message_id"),
+            type=properties.get("type"),
+            reason=str(reason),
+            error_type=headers.get(h.ERROR_TYPE),
+            error=headers.get(h.ERROR_MESSAGE),
+            attempts=headers.get(h.ATTEMPTS),
+            worker=headers.get(h.WORKER),
+            original_exchange=headers.get(
+                h.ORIGINAL_EXCHANGE, headers.get("x-first-death-exchange")
+            ),
+            original_routing_key=headers.get(h.ORIGINAL_ROUTING_KEY),
+            first_failure=headers.get(h.FIRST_FAILURE),
+            last_failure=headers.get(h.LAST_FAILURE),
+            body=message.payload,
+        )
+
+
+def resolve(queue: str) -> str:
+    """``inventory`` → ``inventory.dead``; a derived name is returned as it is."""
+    return queue if is_derived(queue) else dead_letter_queue(queue)
+
+
+def parked_queues(management: Management) -> list[ParkedQueue]:
+    """Every dead-letter and retry queue of the vhost with its depth."""
+    found = []
+    for queue in management.queues():
+        origin = origin_queue(queue.name)
+        if origin is None or not is_derived(queue.name):
+            continue
+        kind = "dead" if queue.name.endswith(DEAD_SUFFIX) else "retry"
+        found.append(
+            ParkedQueue(
+                queue.name, kind, origin, queue.messages_ready, queue.messages_unacknowledged
+            )
+        )
+    return sorted(found, key=lambda q: (q.origin, q.kind, q.name))
+
+
+def show(management: Management, queue: str, limit: int) -> list[ParkedMessage] | None:
+    """Up to `limit` messages from the head of `queue`, left in place; None if no such queue."""
+    peeked = management.peek(queue, limit)
+    return None if peeked is None else [ParkedMessage.from_peek(m) for m in peeked]
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    replayed: int
+    left: int
+    origin: str
+
+
+async def replay(
+    url: str, queue: str, *, message_id: str | None = None, limit: int | None = None
+) -> ReplayResult:
+    """Move messages from a dead-letter (or retry) queue back to their origin queue.
+
+    Args:
+        url: the broker.
+        queue: ``<queue>.dead`` or ``<queue>.retry.<delay>``.
+        message_id: replay only the message(s) with this id; None for every one.
+        limit: replay at most this many.
+
+    Raises:
+        NotADeadLetterQueue: `queue` is not a queue fleet derives.
+    """
+    origin = origin_queue(queue)
+    if origin is None or not is_derived(queue):
+        raise NotADeadLetterQueue(
+            f"{queue!r} is not a dead-letter or retry queue "
+            f"(they end in '{DEAD_SUFFIX}' or hold '{RETRY_INFIX}')"
+        )
+    connection = await connect(url, name="fleet dlq replay")
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        publisher = Publisher(
+            await (
+                await connection.channel(publisher_confirms=True, on_return_raises=True)
+            ).get_underlay_channel()
+        )
+        await channel.basic_qos(prefetch_count=0)
+        declared = await channel.queue_declare(queue, passive=True)
+        pending = declared.message_count or 0
+        replayed = 0
+        skipped: list[int] = []
+        for _ in range(pending):
+            if limit is not None and replayed >= limit:
+                break
+            message = await channel.basic_get(queue, no_ack=False)
+            if not isinstance(message.delivery, Basic.GetOk):
+                break
+            tag = cast(int, message.delivery.delivery_tag)
+            if message_id is not None and message.header.properties.message_id != message_id:
+                skipped.append(tag)  # held unacked, so basic_get moves on to the next one
+                continue
+            await publisher.publish(
+                message.body, exchange="", routing_key=origin, properties=_reset(message)
+            )
+            await channel.basic_ack(tag)
+            replayed += 1
+        if skipped:
+            await channel.basic_nack(max(skipped), multiple=True, requeue=True)
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        raise NotADeadLetterQueue(f"queue {queue!r} does not exist") from None
+    finally:
+        await connection.close()
+    return ReplayResult(replayed=replayed, left=pending - replayed, origin=origin)
+
+
+async def purge(url: str, queue: str) -> int:
+    """Delete every message of `queue`; returns how many there were."""
+    if not is_derived(queue):
+        raise NotADeadLetterQueue(f"{queue!r} is not a dead-letter or retry queue")
+    connection = await connect(url, name="fleet dlq purge")
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        purged = await channel.queue_purge(queue)
+        return purged.message_count or 0
+    except aiormq.exceptions.ChannelNotFoundEntity:
+        raise NotADeadLetterQueue(f"queue {queue!r} does not exist") from None
+    finally:
+        await connection.close()
+
+
+def _reset(message: DeliveredMessage) -> Basic.Properties:
+    """The message's own properties, minus its failure history (attempts start over)."""
+    original = message.header.properties
+    headers = {k: v for k, v in (original.headers or {}).items() if k not in RESET_HEADERS}
+    return Basic.Properties(
+        content_type=original.content_type,
+        content_encoding=original.content_encoding,
+        headers=headers,
+        delivery_mode=original.delivery_mode or 2,
+        priority=original.priority,
+        correlation_id=original.correlation_id,
+        reply_to=original.reply_to,
+        message_id=original.message_id,
+        timestamp=original.timestamp or datetime.now().astimezone(),
+        message_type=original.message_type,
+        user_id=original.user_id,
+        app_id=original.app_id,
+    )
