@@ -24,15 +24,17 @@ class Probe:
         expected: messages after which `on_done` is called (once).
     """
 
-    __slots__ = ("count", "cpu_first", "expected", "first", "on_done", "samples")
+    __slots__ = ("count", "cpu_first", "expected", "first", "on_done", "phases", "samples")
 
-    def __init__(self, expected: int):
+    def __init__(self, expected: int, phases: dict[str, int] | None = None):
         self.expected = expected
         self.count = 0
         self.first = 0.0
         self.cpu_first = 0.0
         self.on_done: Callable[[], None] = _nothing
         self.samples: list[int] = []
+        #: Latency phases (label → messages), in arrival order; see `protocol.phases`.
+        self.phases = phases or {"": expected}
 
     def tick(self) -> None:
         """One message handled."""
@@ -55,8 +57,18 @@ class Probe:
             seconds=end - self.first if self.count else 0.0,
             cpu_seconds=cpu_end - self.cpu_first if self.count else 0.0,
             max_rss_kb=peak_rss_kb(),
-            latency_ms=percentiles(self.samples, warmup) if self.samples else {},
+            latency_ms=self._latencies(warmup) if self.samples else {},
         )
+
+    def _latencies(self, warmup: float) -> dict[str, float]:
+        """Percentiles per phase: messages arrive in the order they were sent."""
+        found: dict[str, float] = {}
+        start = 0
+        for label, count in self.phases.items():
+            for name, value in percentiles(self.samples[start : start + count], warmup).items():
+                found[f"{label} {name}".strip()] = value
+            start += count
+        return found
 
 
 def percentiles(samples_ns: list[int], warmup: float) -> dict[str, float]:

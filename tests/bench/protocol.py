@@ -29,7 +29,8 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
         queue: the queue consumed, or published to (pace, publish).
         expected: messages to consume (or publish) before the measurement ends.
         prefetch: the consumer's prefetch count.
-        rate: offered load of the paced publisher, msg/s.
+        rates: offered loads of the latency phases, msg/s, one after the other.
+        seconds: how long each latency phase lasts.
         lanes: concurrent publishes awaiting their confirms (publish).
         tag: prefix of the message ids this job publishes.
         database_url: PostgreSQL for fleet's inbox; None keeps the default inbox.
@@ -43,7 +44,8 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     queue: str = ""
     expected: int = 0
     prefetch: int = 256
-    rate: int = 0
+    rates: tuple[int, ...] = ()
+    seconds: float = 0.0
     lanes: int = 256
     tag: str = "m"
     database_url: str | None = None
@@ -59,7 +61,7 @@ class Outcome(msgspec.Struct, kw_only=True):
             first publish → last confirm).
         cpu_seconds: this process's CPU time over the same interval.
         max_rss_kb: the process's peak resident set (getrusage).
-        latency_ms: percentiles of publish → handler entry (latency role).
+        latency_ms: publish → handler entry, per phase: ``{"1000/s p99": 0.8, ...}``.
         extra: anything else worth keeping in the JSON.
     """
 
@@ -89,3 +91,8 @@ def encode_outcome(outcome: Outcome) -> str:
 
 def decode_outcome(text: str) -> Outcome:
     return msgspec.json.decode(text, type=Outcome)
+
+
+def phases(rates: tuple[int, ...], seconds: float) -> dict[str, int]:
+    """The latency phases: ``{"1000/s": messages, ...}``, in the order they are sent."""
+    return {f"{rate}/s": int(rate * seconds) for rate in rates}

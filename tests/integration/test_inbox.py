@@ -52,10 +52,14 @@ class TestPostgresInbox:
 
     async def test_a_failed_handler_rolls_back_its_writes_and_its_mark(self, inbox) -> None:
         """An exception inside the claim undoes the handler's writes; the next claim is fresh."""
-        with pytest.raises(RuntimeError):
+
+        async def failing_handler() -> None:
             async with inbox.claim("w", "m-2") as claim:
                 await claim.db.execute("INSERT INTO effects VALUES ('m-2')")
                 raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError):
+            await failing_handler()
         async with inbox.claim("w", "m-2") as retry:
             assert not retry.duplicate
         assert await inbox.pool.fetchval("SELECT count(*) FROM effects") == 0
