@@ -115,6 +115,22 @@ def parked_queues(management: Management) -> list[ParkedQueue]:
     return sorted(found, key=lambda q: (q.origin, q.kind, q.name))
 
 
+async def exact_depths(url: str, queues: list[ParkedQueue]) -> list[ParkedQueue]:
+    """The same queues with ready counts read over AMQP, which are exact: the
+    management API's figures lag by its statistics interval (5 s by default)."""
+    connection = await connect(url, name="fleet dlq list")
+    try:
+        channel = await (await connection.channel()).get_underlay_channel()
+        exact = []
+        for queue in queues:
+            declared = await channel.queue_declare(queue.name, passive=True)
+            exact.append(ParkedQueue(queue.name, queue.kind, queue.origin,
+                                     declared.message_count or 0, queue.unacked))
+        return exact
+    finally:
+        await connection.close()
+
+
 def show(management: Management, queue: str, limit: int) -> list[ParkedMessage] | None:
     """Up to `limit` messages from the head of `queue`, left in place; None if no such queue."""
     peeked = management.peek(queue, limit)

@@ -43,6 +43,7 @@ def list_command(url: str, management_url: str | None) -> None:
     """Every dead-letter and retry queue with its depth; dead letters are highlighted."""
     with Management.for_broker(url, management_url) as management:
         queues = ops.parked_queues(management)
+    queues = run(ops.exact_depths(url, queues))
     if not queues:
         click.echo("No dead-letter or retry queues: has `fleet topology apply` run?")
         return

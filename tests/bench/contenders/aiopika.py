@@ -22,7 +22,7 @@ from contracts.fulfilment.orders import OrderPlaced
 from tests.bench.child import Signals, run_loop
 from tests.bench.payload import JSON, ORDER, SENT_NS, reserve
 from tests.bench.probe import Probe, now
-from tests.bench.protocol import Job, Outcome
+from tests.bench.protocol import Job, Outcome, phases
 
 Callback = Callable[[AbstractIncomingMessage], Awaitable[None]]
 
@@ -37,7 +37,7 @@ def run(job: Job, signals: Signals) -> Outcome:
 
 
 async def _consume(job: Job, signals: Signals) -> Outcome:
-    probe = Probe(job.expected)
+    probe = Probe(job.expected, phases(job.rates, job.seconds) if job.rates else None)
     done = asyncio.Event()
     probe.on_done = done.set
     connection = await aio_pika.connect(job.url)

@@ -24,7 +24,7 @@ from tests.bench.contenders import fleet_workers
 from tests.bench.contenders.fleet_api import event_sender, worker_settings
 from tests.bench.payload import ORDER
 from tests.bench.probe import Probe, now
-from tests.bench.protocol import Job, Outcome
+from tests.bench.protocol import Job, Outcome, phases
 from workers.runtime.connection import publishing_channel
 from workers.runtime.loop import run as run_on_fleet_loop
 from workers.runtime.publisher import Publisher
@@ -44,7 +44,8 @@ def run(job: Job, signals: Signals) -> Outcome:
     settings = worker_settings(
         layout.bench_topology(), WORKERS[job.role], job.url, database_url=job.database_url
     )
-    probe = fleet_workers.PROBE = Probe(job.expected)
+    probe = Probe(job.expected, phases(job.rates, job.seconds) if job.rates else None)
+    fleet_workers.PROBE = probe
     signals.ready()
     return run_on_fleet_loop(_consume(settings, probe, signals, marks, job.warmup))
 

@@ -1,9 +1,10 @@
 """c. end-to-end latency: publish → handler entry, p50/p95/p99, at fixed offered loads.
 
-A paced publisher in its own process stamps each message with the monotonic
-clock; the consumer (already consuming an empty queue) takes the difference
-when its handler is entered, after decoding. The first 10% of each run are
-left out (connection warm-up). fleet vs bare aio-pika.
+Per round and contender, one consumer process (already consuming an empty
+queue) and one paced publisher process, which offers each load in turn for a
+fixed time. The publisher stamps each message with the monotonic clock; the
+consumer takes the difference when its handler is entered, after decoding. The
+first 10% of each phase are left out (warm-up). fleet vs bare aio-pika.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from tests.bench import layout
 from tests.bench.bench import Bench
 from tests.bench.lineup import AIO_PIKA, BASELINE, FLEET, Entrant
 from tests.bench.process import ChildFailed
-from tests.bench.protocol import Job, Outcome
+from tests.bench.protocol import Job, Outcome, phases
 from tests.bench.results import Series
 from tests.bench.scenarios.collect import Collector
 
@@ -25,57 +26,48 @@ async def run(bench: Bench) -> list[Series]:
     sizes = bench.config.sizes
     collector = Collector(bench, unit="ms", higher_is_better=False, baseline=BASELINE)
     rounds = bench.config.rounds
-    for rate in sizes.latency_rates:
-        total = int(rate * sizes.latency_seconds)
-        for number in range(1, rounds + 1):
-            for entrant in ENTRANTS:
-                where = f"latency {rate}/s · round {number}/{rounds} · {entrant.label}"
-                bench.progress(f"{where} …")
-                measured = await collector.attempt(
-                    f"latency {rate}/s p99", entrant.label, _paced(bench, entrant, rate, total)
-                )
-                if measured is None:
-                    continue
-                outcome, paced = measured
+    first = f"latency {sizes.latency_rates[0]}/s p99"
+    for number in range(1, rounds + 1):
+        for entrant in ENTRANTS:
+            where = f"latency · round {number}/{rounds} · {entrant.label}"
+            bench.progress(f"{where} …")
+            measured = await collector.attempt(first, entrant.label, _paced(bench, entrant))
+            if measured is None:
+                continue
+            outcome, paced = measured
+            ms = outcome.latency_ms
+            for label in phases(sizes.latency_rates, sizes.latency_seconds):
                 details = {
-                    "max_ms": outcome.latency_ms["max"],
-                    "offered_rate": paced.rate,
-                    "publisher_behind_max_ms": paced.extra.get("behind_max_ms", 0.0),
+                    "max_ms": ms[f"{label} max"],
+                    "publisher_behind_max_ms": paced.extra.get(f"{label} behind_max_ms", 0.0),
                 }
-                ms = outcome.latency_ms
                 for p in PERCENTILES:
-                    collector.add(f"latency {rate}/s {p}", entrant.label, ms[p], details=details)
+                    collector.add(
+                        f"latency {label} {p}", entrant.label, ms[f"{label} {p}"], details=details
+                    )
                 bench.progress(
-                    f"{where}: p50 {ms['p50']:.2f} ms, p99 {ms['p99']:.2f} ms "
-                    f"(offered {paced.rate:,.0f} msg/s)"
+                    f"{where} · {label}: p50 {ms[f'{label} p50']:.2f} ms, "
+                    f"p99 {ms[f'{label} p99']:.2f} ms"
                 )
     return collector.series
 
 
-async def _paced(bench: Bench, entrant: Entrant, rate: int, total: int) -> tuple[Outcome, Outcome]:
+async def _paced(bench: Bench, entrant: Entrant) -> tuple[Outcome, Outcome]:
     """Run a consumer and the paced publisher; returns (consumer's, publisher's) outcomes."""
+    sizes = bench.config.sizes
     await bench.clean()
     tag = bench.tag()
-    consumer = await bench.spawn(
-        entrant.job(
-            role="latency",
-            url=bench.url,
-            queue=layout.LATENCY,
-            expected=total,
-            prefetch=layout.PREFETCH,
-            tag=tag,
-        )
-    )
-    pace = Job(
-        contender="pacer",
-        role="pace",
-        url=bench.url,
-        queue=layout.LATENCY,
-        expected=total,
-        rate=rate,
-        tag=tag,
-    )
-    pacer = await bench.spawn(pace)
+    total = sum(phases(sizes.latency_rates, sizes.latency_seconds).values())
+    common = {
+        "url": bench.url,
+        "queue": layout.LATENCY,
+        "expected": total,
+        "rates": sizes.latency_rates,
+        "seconds": sizes.latency_seconds,
+        "tag": tag,
+    }
+    consumer = await bench.spawn(entrant.job(role="latency", prefetch=layout.PREFETCH, **common))
+    pacer = await bench.spawn(Job(contender="pacer", role="pace", **common))  # type: ignore[arg-type]
     try:
         await consumer.ready()
         consumer.go()
