@@ -5,11 +5,12 @@ from workers import Worker, Context, Retry, Reject
 
 from workers.context import Context
 from workers.errors import PublishFailed, Reject, Retry, WorkerError, WorkerNotFound
-from workers.worker import Worker
+from workers.worker import Resources, Worker
 
 __all__ = [
     # Declaring workers
     "Context",
+    "Resources",
     "Worker",
     # Steering a message from a handler
     "Reject",

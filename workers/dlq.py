@@ -124,8 +124,11 @@ async def exact_depths(url: str, queues: list[ParkedQueue]) -> list[ParkedQueue]
         exact = []
         for queue in queues:
             declared = await channel.queue_declare(queue.name, passive=True)
-            exact.append(ParkedQueue(queue.name, queue.kind, queue.origin,
-                                     declared.message_count or 0, queue.unacked))
+            exact.append(
+                ParkedQueue(
+                    queue.name, queue.kind, queue.origin, declared.message_count or 0, queue.unacked
+                )
+            )
         return exact
     finally:
         await connection.close()

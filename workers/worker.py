@@ -24,7 +24,23 @@ from workers.context import Context
 E = TypeVar("E", bound=Event)
 Emitted: TypeAlias = Event | Sequence[Event] | None
 Handler: TypeAlias = Callable[[E, Context], Awaitable[Emitted]]
-Hook: TypeAlias = Callable[[], Awaitable[None]]
+Hook: TypeAlias = Callable[["Resources"], Awaitable[None]]
+
+
+class Resources:
+    """What a worker's startup and shutdown hooks receive.
+
+    Attributes:
+        name: the worker's name.
+        pool: the PostgreSQL pool (asyncpg) when the worker has a database, else
+            None: hooks create the worker's own tables through it.
+    """
+
+    __slots__ = ("name", "pool")
+
+    def __init__(self, name: str, pool: Any = None):
+        self.name = name
+        self.pool = pool
 
 
 class HandlerSpec(Generic[E]):
@@ -85,12 +101,14 @@ class Worker:
         return register
 
     def on_startup(self, hook: Hook) -> Hook:
-        """Register a coroutine run once before consuming starts (open pools, create tables)."""
+        """Register ``async def hook(resources)``, run once before consuming starts
+        (create tables through ``resources.pool``, open clients)."""
         self.startup_hooks.append(hook)
         return hook
 
     def on_shutdown(self, hook: Hook) -> Hook:
-        """Register a coroutine run once after consuming stopped and in-flight work finished."""
+        """Register ``async def hook(resources)``, run once after consuming stopped and
+        in-flight work finished."""
         self.shutdown_hooks.append(hook)
         return hook
 

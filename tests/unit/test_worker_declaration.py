@@ -10,7 +10,7 @@ import pytest
 from contracts import Event
 from topology import EventRoute, WorkerWiring
 from workers.context import Context
-from workers.worker import Worker
+from workers.worker import Resources, Worker
 
 
 class ParcelShipped(Event, frozen=True):
@@ -110,10 +110,10 @@ class TestHandles:
         # Given
         worker = Worker("tracking")
 
-        async def open_pool() -> None:
+        async def open_pool(resources: Resources) -> None:
             return None
 
-        async def close_pool() -> None:
+        async def close_pool(resources: Resources) -> None:
             return None
 
         # When

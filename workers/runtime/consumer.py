@@ -30,7 +30,7 @@ from workers.errors import PublishFailed
 from workers.runtime import headers as h
 from workers.runtime.acks import AckBatcher, Frame
 from workers.runtime.deadletter import parked_copy, recounted_copy, redelivery_copy
-from workers.runtime.inbox import Inbox
+from workers.runtime.inbox import EventNote, Inbox
 from workers.runtime.outgoing import Outgoing, follow_on_id, outgoing_event
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import (
@@ -43,7 +43,7 @@ from workers.runtime.retry import (
     crash_guard,
 )
 from workers.runtime.slots import Slots
-from workers.worker import Emitted, HandlerSpec, Worker
+from workers.worker import Emitted, Handler, HandlerSpec, Worker
 
 log = structlog.get_logger("fleet.consumer")
 
@@ -189,27 +189,8 @@ class Consumer:
             redelivered=bool(delivery.redelivered),
             headers=headers,
         )
-        function = handler.function
-        inbox = self._inbox
-        if inbox is None:
-
-            async def attempt() -> list[Outgoing]:
-                return self._outgoing(await function(event, ctx), ctx)
-
-        else:
-
-            async def attempt() -> list[Outgoing]:
-                async with inbox.claim(self._name, message_id) as claim:
-                    if claim.duplicate:
-                        self.counters.duplicates += 1
-                        return claim.replay
-                    ctx.db = claim.db
-                    outgoing = self._outgoing(await function(event, ctx), ctx)
-                    claim.keep(outgoing)
-                    return outgoing
-
         try:
-            outgoing = await self._rules.call(attempt)
+            outgoing = await self._rules.call(self._handle, handler.function, event, ctx)
             if outgoing:
                 await self._publish(outgoing)
         except HandlerFailed as failed:
@@ -219,6 +200,20 @@ class Consumer:
             return self._rules.decide(error, headers.get(h.RETRIES, 0)), attempts + 1
         self.counters.processed += 1
         return None
+
+    async def _handle(self, function: Handler[Any], event: Event, ctx: Context) -> list[Outgoing]:
+        """One attempt: claim the message in the inbox, call the handler, keep its follow-ons."""
+        inbox = self._inbox
+        if inbox is None:
+            return self._outgoing(await function(event, ctx), ctx)
+        async with inbox.claim(self._name, ctx.message_id) as claim:
+            if claim.duplicate:
+                self.counters.duplicates += 1
+                return claim.replay
+            ctx.db = claim.db
+            outgoing = self._outgoing(await function(event, ctx), ctx)
+            claim.keep(outgoing, _note(ctx, "processed", [o.type for o in outgoing]))
+            return outgoing
 
     async def _crash_guard(self, message_id: str, headers: dict[str, Any]) -> Decision | None:
         """Count this start of a suspect delivery; park it past the crash limit."""
@@ -237,7 +232,10 @@ class Consumer:
     ) -> HandlerSpec[Any] | None:
         if not type_name:
             return self.worker.handler_for_routing_key(routing_key)
-        return self.worker.handler_for(type_name, _version(headers))
+        version = headers.get(h.VERSION, 1)
+        if type(version) is not int:
+            version = _version(headers)
+        return self.worker.handler_for(type_name, version)
 
     def _outgoing(self, emitted: Emitted, ctx: Context) -> list[Outgoing]:
         """The handler's result as messages with their ids fixed."""
@@ -348,7 +346,33 @@ class Consumer:
                 error=decision.message,
                 **fields,
             )
+        if not isinstance(decision, Recount) and self._inbox is not None:
+            await self._note_failure(message, message_id, decision)
         await self._send_acks(self._acks.finished(tag))
+
+    async def _note_failure(
+        self, message: DeliveredMessage, message_id: str, decision: Redeliver | Park
+    ) -> None:
+        """Add a retry or a dead letter to the saga's timeline; never fails the delivery."""
+        assert self._inbox is not None
+        properties = message.header.properties
+        headers: dict[str, Any] = properties.headers or {}
+        outcome = "retried" if isinstance(decision, Redeliver) else "dead-lettered"
+        detail = decision.reason if isinstance(decision, Redeliver) else decision.message
+        note = EventNote(
+            properties.correlation_id or message_id,
+            message_id,
+            headers.get(h.CAUSATION_ID),
+            properties.message_type or "?",
+            self._name,
+            outcome,
+            [],
+            detail,
+        )
+        try:
+            await self._inbox.note(note)
+        except Exception as error:  # the timeline is a record, not part of the message path
+            log.warning("timeline.unwritten", message_id=message_id, error=str(error))
 
     def _unknown_type(self, type_name: str | None, headers: dict[str, Any]) -> str:
         handled = (
@@ -396,6 +420,19 @@ class Consumer:
     def in_flight(self) -> int:
         """Deliveries received and not yet settled."""
         return self._acks.in_flight
+
+
+def _note(ctx: Context, outcome: str, emitted: list[str], detail: str | None = None) -> EventNote:
+    return EventNote(
+        ctx.correlation_id,
+        ctx.message_id,
+        ctx.causation_id,
+        ctx.event_type,
+        ctx.worker,
+        outcome,
+        emitted,
+        detail,
+    )
 
 
 def _derived_id(message: DeliveredMessage) -> str:

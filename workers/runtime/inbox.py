@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import structlog
@@ -46,6 +45,20 @@ CREATE TABLE IF NOT EXISTS fleet_inbox (
     PRIMARY KEY (worker, message_id)
 );
 CREATE INDEX IF NOT EXISTS fleet_inbox_age ON fleet_inbox (worker, processed_at);
+CREATE TABLE IF NOT EXISTS fleet_events (
+    id             bigserial   PRIMARY KEY,
+    correlation_id text        NOT NULL,
+    message_id     text        NOT NULL,
+    causation_id   text,
+    type           text        NOT NULL,
+    worker         text        NOT NULL,
+    outcome        text        NOT NULL,
+    emitted        text[]      NOT NULL DEFAULT '{}',
+    detail         text,
+    at             timestamptz NOT NULL DEFAULT clock_timestamp()
+);
+CREATE INDEX IF NOT EXISTS fleet_events_saga ON fleet_events (correlation_id, at);
+CREATE INDEX IF NOT EXISTS fleet_events_age ON fleet_events (at);
 CREATE TABLE IF NOT EXISTS fleet_attempts (
     worker     text        NOT NULL,
     message_id text        NOT NULL,
@@ -66,6 +79,21 @@ DELETE FROM fleet_attempts WHERE worker = $1 AND last_at < now() - $2::interval
 _CLAIM = "INSERT INTO fleet_inbox (worker, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 _STORED = "SELECT follow_ons FROM fleet_inbox WHERE worker = $1 AND message_id = $2"
 _KEEP = "UPDATE fleet_inbox SET follow_ons = $3 WHERE worker = $1 AND message_id = $2"
+_NOTE = """
+INSERT INTO fleet_events (correlation_id, message_id, causation_id, type, worker, outcome,
+                          emitted, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+# Processed with follow-ons: keep them and log the event in one round trip.
+_KEEP_AND_NOTE = """
+WITH kept AS (
+    UPDATE fleet_inbox SET follow_ons = $9 WHERE worker = $5 AND message_id = $2
+)
+INSERT INTO fleet_events (correlation_id, message_id, causation_id, type, worker, outcome,
+                          emitted, detail)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+"""
+_PRUNE_EVENTS = "DELETE FROM fleet_events WHERE at < now() - $1::interval"
 _PRUNE = """
 DELETE FROM fleet_inbox WHERE ctid = ANY(ARRAY(
     SELECT ctid FROM fleet_inbox WHERE worker = $1 AND processed_at < now() - $2::interval
@@ -73,21 +101,39 @@ DELETE FROM fleet_inbox WHERE ctid = ANY(ARRAY(
 """
 
 
+_NOTHING: list[Outgoing] = []
+
+
+class EventNote(NamedTuple):
+    """One line of a saga's timeline: what happened to one event in one worker."""
+
+    correlation_id: str
+    message_id: str
+    causation_id: str | None
+    type: str
+    worker: str
+    outcome: str  # processed | retried | dead-lettered
+    emitted: list[str]
+    detail: str | None = None
+
+
 class Claim:
     """One delivery's claim on the inbox."""
 
-    __slots__ = ("db", "duplicate", "kept", "replay")
+    __slots__ = ("db", "duplicate", "kept", "note", "replay")
 
     def __init__(self, *, duplicate: bool, replay: list[Outgoing], db: Any = None):
         self.duplicate = duplicate
         self.replay = replay
         #: The transaction's connection (asyncpg), for the handler's own writes.
         self.db = db
-        self.kept: list[Outgoing] = []
+        self.kept: list[Outgoing] = _NOTHING
+        self.note: EventNote | None = None
 
-    def keep(self, outgoing: list[Outgoing]) -> None:
-        """Store these follow-on messages with the processed mark."""
+    def keep(self, outgoing: list[Outgoing], note: EventNote | None = None) -> None:
+        """Store these follow-on messages with the processed mark, and log the event."""
         self.kept = outgoing
+        self.note = note
 
 
 class Inbox(Protocol):
@@ -107,6 +153,9 @@ class Inbox(Protocol):
         """Count one more start of a suspect delivery's handler; None if this inbox
         cannot keep the count across a crash."""
 
+    async def note(self, note: EventNote) -> None:
+        """Log an event outside a claim (a retry, a dead letter)."""
+
 
 class MemoryInbox:
     """Recent ids in this process's memory: no cross-process or restart guarantee.
@@ -117,7 +166,8 @@ class MemoryInbox:
 
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
-        self._seen: OrderedDict[tuple[str, str], list[Outgoing]] = OrderedDict()
+        # Insertion-ordered: the first key is the oldest.
+        self._seen: dict[tuple[str, str], list[Outgoing]] = {}
 
     async def start(self) -> None:
         return None
@@ -128,18 +178,36 @@ class MemoryInbox:
     async def started(self, worker: str, message_id: str) -> int | None:
         return None  # memory dies with the process it would have to outlive
 
-    @contextlib.asynccontextmanager
-    async def claim(self, worker: str, message_id: str) -> AsyncIterator[Claim]:
-        key = (worker, message_id)
-        stored = self._seen.get(key)
-        if stored is not None:
-            yield Claim(duplicate=True, replay=stored)
-            return
-        claim = Claim(duplicate=False, replay=[])
-        yield claim
-        self._seen[key] = claim.kept
-        if len(self._seen) > self.capacity:
-            self._seen.popitem(last=False)
+    async def note(self, note: EventNote) -> None:
+        return None  # timelines need the database
+
+    def claim(self, worker: str, message_id: str) -> _MemoryClaim:
+        # A plain object rather than @asynccontextmanager: this runs for every
+        # message of a worker without a database, and a generator costs more.
+        return _MemoryClaim(self, (worker, message_id))
+
+    def _remember(self, key: tuple[str, str], kept: list[Outgoing]) -> None:
+        seen = self._seen
+        seen[key] = kept
+        if len(seen) > self.capacity:
+            del seen[next(iter(seen))]
+
+
+class _MemoryClaim(Claim):
+    __slots__ = ("_inbox", "_key")
+
+    def __init__(self, inbox: MemoryInbox, key: tuple[str, str]):
+        stored = inbox._seen.get(key)
+        super().__init__(duplicate=stored is not None, replay=stored or _NOTHING)
+        self._inbox = inbox
+        self._key = key
+
+    async def __aenter__(self) -> Claim:
+        return self
+
+    async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None and not self.duplicate:
+            self._inbox._remember(self._key, self.kept)
 
 
 class PostgresInbox:
@@ -204,7 +272,12 @@ class PostgresInbox:
                 return
             claim = Claim(duplicate=False, replay=[], db=conn)
             yield claim
-            if claim.kept:
+            note = claim.note
+            if note is not None and claim.kept:
+                await conn.execute(_KEEP_AND_NOTE, *note, pack(claim.kept))
+            elif note is not None:
+                await conn.execute(_NOTE, *note)
+            elif claim.kept:
                 await conn.execute(_KEEP, worker, message_id, pack(claim.kept))
 
     async def started(self, worker: str, message_id: str) -> int | None:
@@ -212,6 +285,9 @@ class PostgresInbox:
         # process dying in the handler.
         count: int = await self.pool.fetchval(_STARTED, worker, message_id)
         return count
+
+    async def note(self, note: EventNote) -> None:
+        await self.pool.execute(_NOTE, *note)
 
     async def prune(self) -> int:
         """Delete this worker's marks older than the retention; returns how many."""
@@ -222,6 +298,7 @@ class PostgresInbox:
             total += deleted
             if deleted < 5000:
                 await self.pool.execute(_PRUNE_ATTEMPTS, self.worker, self.retention)
+                await self.pool.execute(_PRUNE_EVENTS, self.retention)
                 return total
 
     async def _prune_periodically(self) -> None:

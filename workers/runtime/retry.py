@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
@@ -109,8 +109,8 @@ class RetryRules:
     def is_permanent(self, error: BaseException) -> bool:
         return isinstance(error, self.permanent)
 
-    async def call(self, function: Callable[[], Awaitable[T]]) -> T:
-        """Call `function`, retrying transient failures in process.
+    async def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Call `function(*args)`, retrying transient failures in process.
 
         The first call is made directly: tenacity's machinery is only built
         once a call has failed, so the common path costs nothing extra.
@@ -119,7 +119,7 @@ class RetryRules:
             HandlerFailed: every attempt failed, or the error was permanent or a Retry.
         """
         try:
-            return await function()
+            return await function(*args)
         except Exception as error:
             if self.policy.attempts == 1 or isinstance(error, Retry) or self.is_permanent(error):
                 raise HandlerFailed(error, 1) from error
@@ -138,7 +138,7 @@ class RetryRules:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
-                    return await function()
+                    return await function(*args)
         except Exception as error:
             raise HandlerFailed(error, attempts) from error
         raise AssertionError("unreachable: tenacity either returns or raises")  # pragma: no cover

@@ -22,7 +22,7 @@ from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
-from workers.worker import Worker
+from workers.worker import Resources, Worker
 
 log = structlog.get_logger("fleet.worker")
 
@@ -108,8 +108,9 @@ async def run_worker(
         if settings.database_url
         else "redeliveries to this process only",
     )
+    resources = Resources(settings.name, getattr(inbox, "pool", None))
     for hook in settings.worker.startup_hooks:
-        await hook()
+        await hook(resources)
     try:
         failures = 0
         while not shutdown.requested.is_set():
@@ -139,7 +140,7 @@ async def run_worker(
                 await _wait_any(shutdown.requested, seconds=_backoff(1))
     finally:
         for hook in settings.worker.shutdown_hooks:
-            await hook()
+            await hook(resources)
         await inbox.close()
     return counters
 
