@@ -10,7 +10,6 @@ replay interrupted half-way loses nothing.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any, cast
 
 import aiormq
@@ -22,6 +21,7 @@ from topology.names import DEAD_SUFFIX, RETRY_INFIX, dead_letter_queue, is_deriv
 from workers.errors import WorkerError
 from workers.runtime import headers as h
 from workers.runtime.connection import connect
+from workers.runtime.deadletter import copy_properties
 from workers.runtime.publisher import Publisher
 
 #: Headers removed on replay, so the message starts over: fleet's failure
@@ -223,17 +223,5 @@ def _reset(message: DeliveredMessage) -> Basic.Properties:
     """The message's own properties, minus its failure history (attempts start over)."""
     original = message.header.properties
     headers = {k: v for k, v in (original.headers or {}).items() if k not in RESET_HEADERS}
-    return Basic.Properties(
-        content_type=original.content_type,
-        content_encoding=original.content_encoding,
-        headers=headers,
-        delivery_mode=original.delivery_mode or 2,
-        priority=original.priority,
-        correlation_id=original.correlation_id,
-        reply_to=original.reply_to,
-        message_id=original.message_id,
-        timestamp=original.timestamp or datetime.now().astimezone(),
-        message_type=original.message_type,
-        user_id=original.user_id,
-        app_id=original.app_id,
-    )
+    # A per-message TTL is dropped: the message would expire instead of being replayed.
+    return copy_properties(original, headers, message_id=original.message_id, expiration=False)

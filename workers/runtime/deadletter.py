@@ -68,6 +68,17 @@ def _with_headers(
 ) -> Basic.Properties:
     # Properties are kept as they were, except that a message its publisher sent
     # without an id gets the stable id fleet derived, so `dlq replay --id` can name it.
+    return copy_properties(original, headers, message_id=original.message_id or message_id)
+
+
+def copy_properties(
+    original: Basic.Properties,
+    headers: dict[str, Any],
+    *,
+    message_id: str | None,
+    expiration: bool = True,
+) -> Basic.Properties:
+    """`original` with new headers and message id; `expiration` False drops a per-message TTL."""
     return Basic.Properties(
         content_type=original.content_type,
         content_encoding=original.content_encoding,
@@ -76,8 +87,8 @@ def _with_headers(
         priority=original.priority,
         correlation_id=original.correlation_id,
         reply_to=original.reply_to,
-        expiration=original.expiration,
-        message_id=original.message_id or message_id,
+        expiration=original.expiration if expiration else None,
+        message_id=message_id,
         timestamp=original.timestamp,
         message_type=original.message_type,
         user_id=original.user_id,
