@@ -9,13 +9,22 @@ from __future__ import annotations
 import itertools
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.bench import layout
 from tests.bench.broker import Queues
 from tests.bench.config import Config
-from tests.bench.process import Child, ChildFailed
+from tests.bench.process import Child, ChildFailed, RssSampler
 from tests.bench.protocol import Job, Outcome
+
+
+@dataclass(frozen=True)
+class Drained:
+    """A drain measurement: what the contender reported, and its peak RSS (bytes)."""
+
+    outcome: Outcome
+    rss_peak: int
 
 
 class Bench:
@@ -60,27 +69,32 @@ class Bench:
         """Empty every bench queue."""
         await self.queues.purge(*layout.QUEUES)
 
-    async def drain(self, job: Job) -> Outcome:
+    async def drain(self, job: Job) -> Drained:
         """Pre-fill `job.queue` with `job.expected` messages, then let the contender drain it.
 
         The contender process starts while the queue fills, so its imports cost
-        nothing; its clock starts at its first delivery.
+        nothing; its clock starts at its first delivery. Its resident set is
+        sampled from `go` to its result.
 
         Raises:
             ChildFailed: it failed, or did not consume every message.
         """
         await self.clean()
         child = await self.spawn(job)
+        sampler: RssSampler | None = None
         try:
             await self.queues.fill(job.queue, job.expected, tag=job.tag)
             await child.ready()
+            sampler = RssSampler(child.pid)
+            sampler.start()
             child.go()
             outcome = await child.result(self.timeout(job.expected))
         finally:
+            rss_peak = await sampler.stop() if sampler is not None else 0
             await child.stop()
         left = await self.queues.depth(job.queue)
         if outcome.count != job.expected or left:
             raise ChildFailed(
                 f"{job.contender} consumed {outcome.count} of {job.expected}; {left} left in queue"
             )
-        return outcome
+        return Drained(outcome, rss_peak)

@@ -6,10 +6,13 @@ Management calls are blocking (httpx) and happen outside every measurement.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import quote, urlsplit
 
 import aiormq
@@ -17,6 +20,17 @@ import httpx
 from aiormq.abc import AbstractChannel, AbstractConnection
 
 from tests.bench.fill import fill
+
+T = TypeVar("T")
+
+#: What a broker going away raises from an aiormq connection.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (
+    aiormq.exceptions.AMQPError,
+    aiormq.exceptions.ChannelInvalidStateError,
+    ConnectionError,
+    OSError,
+)
+RECONNECT_SECONDS = 120.0
 
 
 class Management:
@@ -47,8 +61,15 @@ class Management:
         ).raise_for_status()
         return name
 
-    def delete_vhost(self, name: str) -> None:
-        self._client.delete(f"/api/vhosts/{quote(name, safe='')}")
+    def delete_vhost(self, name: str, attempts: int = 10) -> bool:
+        """Delete a vhost, retrying while the API is away; False if it could not."""
+        for attempt in range(attempts):
+            try:
+                response = self._client.delete(f"/api/vhosts/{quote(name, safe='')}")
+                return response.status_code in (204, 404)
+            except httpx.HTTPError:
+                time.sleep(min(2.0, 0.2 * 2**attempt))
+        return False
 
     def close(self) -> None:
         self._client.close()
@@ -69,30 +90,74 @@ def vhost_url(amqp_url: str, vhost: str) -> str:
 
 
 class Queues:
-    """One aiormq connection to the run's vhost, for housekeeping between measurements."""
+    """One aiormq connection to the run's vhost, for housekeeping between measurements.
 
-    def __init__(self, connection: AbstractConnection, channel: AbstractChannel):
-        self._connection = connection
-        self._channel = channel
+    The broker may be restarted under a run (on a shared machine, other test
+    suites do): purge and depth reconnect and try again; a fill that fails
+    fails its measurement, and the next call reconnects.
+    """
+
+    def __init__(self, url: str):
+        self.url = url
+        self._connection: AbstractConnection | None = None
+        self._channel: AbstractChannel | None = None
 
     @classmethod
     async def open(cls, url: str) -> Queues:
-        connection = await aiormq.connect(url)
-        channel = await connection.channel(publisher_confirms=False)
-        return cls(connection, channel)
+        queues = cls(url)
+        await queues._connect()
+        return queues
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether the connection dropped (the broker restarted) since it was opened."""
+        return self._connection is None or self._connection.is_closed
 
     async def close(self) -> None:
-        await self._connection.close()
+        if self._connection is not None and not self._connection.is_closed:
+            await self._connection.close()
 
     async def purge(self, *names: str) -> None:
         for name in names:
-            await self._channel.queue_purge(name)
+            await self._retrying(lambda channel, name=name: channel.queue_purge(name))
 
     async def depth(self, name: str) -> int:
         """Messages ready in `name` (a passive declare)."""
-        declared = await self._channel.queue_declare(name, passive=True)
+        declared = await self._retrying(lambda channel: channel.queue_declare(name, passive=True))
         return declared.message_count or 0
 
     async def fill(self, queue: str, count: int, *, tag: str, wait: bool = True) -> None:
         """`count` OrderPlaced messages in `queue`, ids ``<tag>-<i>``; see `fill.fill`."""
-        await fill(self._connection, self._channel, queue, count, tag, wait=wait)
+        connection, channel = await self._open_channel()
+        await fill(connection, channel, queue, count, tag, wait=wait)
+
+    async def _retrying(self, operation: Callable[[AbstractChannel], Awaitable[T]]) -> T:
+        _, channel = await self._open_channel()
+        try:
+            return await operation(channel)
+        except BROKER_ERRORS:
+            await self._connect()
+            _, channel = await self._open_channel()
+            return await operation(channel)
+
+    async def _open_channel(self) -> tuple[AbstractConnection, AbstractChannel]:
+        if self._connection is None or self._channel is None or self._channel.is_closed:
+            await self._connect()
+        assert self._connection is not None
+        assert self._channel is not None
+        return self._connection, self._channel
+
+    async def _connect(self) -> None:
+        """(Re)connect, waiting up to RECONNECT_SECONDS for the broker to come back."""
+        with contextlib.suppress(*BROKER_ERRORS):
+            await self.close()
+        deadline = time.monotonic() + RECONNECT_SECONDS
+        while True:
+            try:
+                self._connection = await aiormq.connect(self.url)
+                self._channel = await self._connection.channel(publisher_confirms=False)
+                return
+            except BROKER_ERRORS:
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(1.0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shlex
 import shutil
@@ -21,10 +22,10 @@ import httpx
 
 from tests.bench import config as sizes
 from tests.bench.bench import Bench
-from tests.bench.broker import Management, Queues, vhost_url
+from tests.bench.broker import BROKER_ERRORS, Management, Queues, vhost_url
 from tests.bench.config import Config
 from tests.bench.layout import bench_topology
-from tests.bench.machine import describe
+from tests.bench.machine import describe, load
 from tests.bench.report import render, write_json
 from tests.bench.results import Series, Skip, Skipped
 from tests.bench.scenarios import SCENARIOS
@@ -76,6 +77,7 @@ def parse(argv: list[str]) -> Config:
         database_url=args.database_url,
         json_path=args.json or RESULTS / f"{stamp}.json",
         command=_command(argv),
+        extras=not args.quick,
     )
 
 
@@ -111,7 +113,9 @@ async def run(config: Config) -> int:
         try:
             series, skipped = await _scenarios_on(config, vhost, logs)
         finally:
-            management.delete_vhost(vhost)
+            if not management.delete_vhost(vhost):
+                print(f"bench: could not delete vhost {vhost}; remove it by hand", file=sys.stderr)
+    machine["load at end"] = load()
     print(render(machine, config.command, series, skipped))
     write_json(
         config.json_path,
@@ -140,20 +144,26 @@ async def _scenarios_on(
     await apply(bench_topology(), url, management_url=config.management_url)
     queues = await Queues.open(url)
     bench = Bench(config, url, queues, logs)
-    bench.progress(
-        f"vhost {vhost}; {config.rounds} rounds; scenarios {', '.join(config.scenarios)}"
-    )
+    names = ", ".join(config.scenarios)
+    bench.progress(f"vhost {vhost}; {config.rounds} rounds; scenarios {names}")
     series: list[Series] = []
     skipped: list[Skipped] = []
     try:
-        for name in config.scenarios:
+        for position, name in enumerate(config.scenarios):
             try:
                 series += await SCENARIOS[name](bench)
             except Skip as skip:
                 skipped.append(Skipped(name, str(skip)))
                 bench.progress(f"{name}: skipped: {skip}")
+            except BROKER_ERRORS as exc:
+                # Someone restarted the broker (or its listener) under the run.
+                reason = f"aborted: lost the broker ({type(exc).__name__}: {exc})"
+                skipped += [Skipped(n, reason) for n in config.scenarios[position:]]
+                bench.progress(f"{name}: {reason}")
+                break
     finally:
-        await queues.close()
+        with contextlib.suppress(*BROKER_ERRORS):
+            await queues.close()
     return series, skipped
 
 

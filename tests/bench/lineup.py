@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,11 +17,13 @@ class Entrant:
         label: its name in the table.
         contender: the child's contender key (`child.CONTENDERS`).
         loop: the event loop its process runs on.
+        extra: informational, left out of --quick runs.
     """
 
     label: str
     contender: str
     loop: str = "asyncio"
+    extra: bool = False
 
     def job(self, **fields: Any) -> Job:
         return Job(contender=self.contender, loop=self.loop, **fields)
@@ -31,8 +34,13 @@ FLEET = Entrant("fleet", "fleet", "uvloop")
 # The baseline: what a careful user writes with aio-pika, on the default loop.
 AIO_PIKA = Entrant("aio-pika", "aio-pika")
 # The same code on uvloop, to show how much of a difference is the loop alone.
-AIO_PIKA_UVLOOP = Entrant("aio-pika+uvloop", "aio-pika", "uvloop")
+AIO_PIKA_UVLOOP = Entrant("aio-pika+uvloop", "aio-pika", "uvloop", extra=True)
 # FastStream runs on uvloop, as `faststream run` does when uvloop is installed.
 FASTSTREAM = Entrant("faststream", "faststream", "uvloop")
 
 BASELINE = AIO_PIKA.label
+
+
+def running(entrants: Sequence[Entrant], *, extras: bool) -> list[Entrant]:
+    """The entrants of a run: all of them, or without the informational ones."""
+    return [e for e in entrants if extras or not e.extra]

@@ -20,7 +20,13 @@ def describe(overview: dict[str, Any]) -> dict[str, str]:
         "rabbitmq": str(overview.get("rabbitmq_version", "?")),
         "erlang": str(overview.get("erlang_version", "?")),
         "libraries": ", ".join(f"{name} {_version(name)}" for name in PACKAGES),
+        "load at start": load(),
     }
+
+
+def load() -> str:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews a run."""
+    return " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def cpu_model() -> str:

@@ -39,6 +39,7 @@ def render(
             ]
         ),
         f"libraries: {machine['libraries']}",
+        f"load average: {machine['load at start']} at start, {machine.get('load at end')} at end",
         f"command: {command}",
         "",
         table(series),

@@ -1,7 +1,9 @@
 """The scenarios, in the order a run takes them; keys are what --only accepts.
 
 Each is `async def run(bench) -> list[Series]`, raising `results.Skip` when it
-cannot run here. A new scenario is a module here and a line below.
+cannot run here. A new scenario is a module here and a line below. Scenario e
+(peak RSS) has no runner of its own: `drain` samples every contender's memory
+under load, `latency` samples each consumer while it idles before its load.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from tests.bench.bench import Bench
 from tests.bench.results import Series
-from tests.bench.scenarios import drain, inbox, latency, memory, publish, saga
+from tests.bench.scenarios import drain, inbox, latency, publish, saga
 
 Scenario = Callable[[Bench], Awaitable[list[Series]]]
 
@@ -19,6 +21,5 @@ SCENARIOS: dict[str, Scenario] = {
     "saga": saga.run,
     "latency": latency.run,
     "publish": publish.run,
-    "rss": memory.run,
     "inbox": inbox.run,
 }

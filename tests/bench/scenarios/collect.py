@@ -6,10 +6,12 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from tests.bench.bench import Bench
+from tests.bench.broker import BROKER_ERRORS
 from tests.bench.process import ChildFailed
 from tests.bench.results import Series
 
 T = TypeVar("T")
+MIB = 1024 * 1024
 
 
 class Collector:
@@ -58,11 +60,20 @@ class Collector:
             row.details.append(details)
 
     async def attempt(self, scenario: str, contender: str, step: Awaitable[T]) -> T | None:
-        """Await one measurement; a failure is recorded (and shown), not raised."""
+        """Await one measurement; a failure is recorded (and shown), not raised.
+
+        A measurement during which the broker restarted (the bench's own
+        connection dropped) counts as failed, whatever it reported.
+        """
         try:
-            return await step
-        except (ChildFailed, TimeoutError) as exc:
+            result = await step
+            if self.bench.queues.interrupted:
+                raise ChildFailed("the broker restarted during the measurement")
+            return result
+        except (ChildFailed, TimeoutError, *BROKER_ERRORS) as exc:
             reason = str(exc) or type(exc).__name__
+            if self.bench.queues.interrupted:
+                reason = f"the broker restarted during the measurement ({reason})"
             self.row(scenario, contender).failures.append(reason)
             self.bench.progress(f"{scenario} · {contender}: FAILED {reason}")
             return None

@@ -2,19 +2,30 @@
 
 fleet's worker (real runtime) vs bare aio-pika (msgspec decode, one ack per
 message) on asyncio and on uvloop vs a FastStream subscriber with a pydantic
-model, each draining the same pre-filled queue.
+model, each draining the same pre-filled queue. The peak resident set of each
+drain (psutil, every 20 ms) is scenario e's "rss under load" row: a full-speed
+drain with 256 deliveries in flight is the heaviest load a worker sees.
 """
 
 from __future__ import annotations
 
 from tests.bench import layout
 from tests.bench.bench import Bench
-from tests.bench.lineup import AIO_PIKA, AIO_PIKA_UVLOOP, BASELINE, FASTSTREAM, FLEET, Entrant
+from tests.bench.lineup import (
+    AIO_PIKA,
+    AIO_PIKA_UVLOOP,
+    BASELINE,
+    FASTSTREAM,
+    FLEET,
+    Entrant,
+    running,
+)
 from tests.bench.protocol import Job
 from tests.bench.results import Series
 from tests.bench.scenarios.throughput import drain_rounds
 
 NAME = "drain"
+RSS = "rss under load"
 ENTRANTS = (FLEET, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
 
 
@@ -29,4 +40,5 @@ async def run(bench: Bench) -> list[Series]:
             tag=tag,
         )
 
-    return await drain_rounds(bench, NAME, ENTRANTS, job, baseline=BASELINE)
+    entrants = running(ENTRANTS, extras=bench.config.extras)
+    return await drain_rounds(bench, NAME, entrants, job, baseline=BASELINE, rss_row=RSS)

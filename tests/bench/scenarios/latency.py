@@ -5,19 +5,25 @@ queue) and one paced publisher process, which offers each load in turn for a
 fixed time. The publisher stamps each message with the monotonic clock; the
 consumer takes the difference when its handler is entered, after decoding. The
 first 10% of each phase are left out (warm-up). fleet vs bare aio-pika.
+
+Before the publisher starts, the consumer's resident set is sampled while it
+idles on the empty queue: scenario e's "rss idle" row.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from tests.bench import layout
 from tests.bench.bench import Bench
 from tests.bench.lineup import AIO_PIKA, BASELINE, FLEET, Entrant
-from tests.bench.process import ChildFailed
+from tests.bench.process import ChildFailed, RssSampler
 from tests.bench.protocol import Job, Outcome, phases
 from tests.bench.results import Series
-from tests.bench.scenarios.collect import Collector
+from tests.bench.scenarios.collect import MIB, Collector
 
 NAME = "latency"
+RSS = "rss idle"
 ENTRANTS = (FLEET, AIO_PIKA)
 PERCENTILES = ("p50", "p95", "p99")
 
@@ -25,6 +31,7 @@ PERCENTILES = ("p50", "p95", "p99")
 async def run(bench: Bench) -> list[Series]:
     sizes = bench.config.sizes
     collector = Collector(bench, unit="ms", higher_is_better=False, baseline=BASELINE)
+    memory = Collector(bench, unit="MiB", higher_is_better=False, baseline=BASELINE)
     rounds = bench.config.rounds
     first = f"latency {sizes.latency_rates[0]}/s p99"
     for number in range(1, rounds + 1):
@@ -34,7 +41,8 @@ async def run(bench: Bench) -> list[Series]:
             measured = await collector.attempt(first, entrant.label, _paced(bench, entrant))
             if measured is None:
                 continue
-            outcome, paced = measured
+            outcome, paced, idle = measured
+            memory.add(RSS, entrant.label, idle / MIB)
             ms = outcome.latency_ms
             for label in phases(sizes.latency_rates, sizes.latency_seconds):
                 details = {
@@ -49,11 +57,15 @@ async def run(bench: Bench) -> list[Series]:
                     f"{where} · {label}: p50 {ms[f'{label} p50']:.2f} ms, "
                     f"p99 {ms[f'{label} p99']:.2f} ms"
                 )
-    return collector.series
+    return collector.series + memory.series
 
 
-async def _paced(bench: Bench, entrant: Entrant) -> tuple[Outcome, Outcome]:
-    """Run a consumer and the paced publisher; returns (consumer's, publisher's) outcomes."""
+async def _paced(bench: Bench, entrant: Entrant) -> tuple[Outcome, Outcome, int]:
+    """Run a consumer and the paced publisher.
+
+    Returns:
+        The consumer's outcome, the publisher's, and the consumer's idle peak RSS (bytes).
+    """
     sizes = bench.config.sizes
     await bench.clean()
     tag = bench.tag()
@@ -72,6 +84,10 @@ async def _paced(bench: Bench, entrant: Entrant) -> tuple[Outcome, Outcome]:
         await consumer.ready()
         consumer.go()
         await consumer.consuming()
+        sampler = RssSampler(consumer.pid)
+        sampler.start()
+        await asyncio.sleep(sizes.rss_idle_seconds)
+        idle = await sampler.stop()
         await pacer.ready()
         pacer.go()
         paced = await pacer.result(bench.timeout(total))
@@ -81,4 +97,4 @@ async def _paced(bench: Bench, entrant: Entrant) -> tuple[Outcome, Outcome]:
         await consumer.stop()
     if outcome.count != total or not outcome.latency_ms:
         raise ChildFailed(f"{entrant.label} received {outcome.count} of {total}")
-    return outcome, paced
+    return outcome, paced, idle

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from tests.bench import layout
 from tests.bench.bench import Bench
-from tests.bench.lineup import AIO_PIKA, AIO_PIKA_UVLOOP, BASELINE, FLEET
+from tests.bench.lineup import AIO_PIKA, AIO_PIKA_UVLOOP, BASELINE, FLEET, running
 from tests.bench.process import ChildFailed
 from tests.bench.protocol import Job, Outcome
 from tests.bench.results import Series
@@ -25,7 +25,7 @@ async def run(bench: Bench) -> list[Series]:
     collector = Collector(bench, unit="msg/s", higher_is_better=True, baseline=BASELINE)
     rounds = bench.config.rounds
     for number in range(1, rounds + 1):
-        for entrant in ENTRANTS:
+        for entrant in running(ENTRANTS, extras=bench.config.extras):
             where = f"{NAME} · round {number}/{rounds} · {entrant.label}"
             bench.progress(f"{where} …")
             job = entrant.job(

@@ -10,7 +10,15 @@ from __future__ import annotations
 
 from tests.bench import layout
 from tests.bench.bench import Bench
-from tests.bench.lineup import AIO_PIKA, AIO_PIKA_UVLOOP, BASELINE, FASTSTREAM, FLEET, Entrant
+from tests.bench.lineup import (
+    AIO_PIKA,
+    AIO_PIKA_UVLOOP,
+    BASELINE,
+    FASTSTREAM,
+    FLEET,
+    Entrant,
+    running,
+)
 from tests.bench.process import ChildFailed
 from tests.bench.protocol import Job, Outcome
 from tests.bench.results import Series
@@ -38,6 +46,7 @@ async def run(bench: Bench) -> list[Series]:
                 f"{job.contender}: {published} follow-ons for {job.expected} messages"
             )
 
+    entrants = running(ENTRANTS, extras=bench.config.extras)
     return await drain_rounds(
-        bench, NAME, ENTRANTS, job, baseline=BASELINE, check=follow_ons_arrived
+        bench, NAME, entrants, job, baseline=BASELINE, check=follow_ons_arrived
     )

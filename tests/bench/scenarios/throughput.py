@@ -2,18 +2,19 @@
 
 Each round runs every entrant once, in the same order (A B C A B C ...), each
 on a freshly pre-filled queue. The sample is the consumer's own rate: messages
-over first delivery → last ack.
+over first delivery → last ack. With `rss_row`, the peak resident set of each
+drain (psutil, sampled) becomes a row of its own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 
-from tests.bench.bench import Bench
+from tests.bench.bench import Bench, Drained
 from tests.bench.lineup import Entrant
 from tests.bench.protocol import Job, Outcome
 from tests.bench.results import Series
-from tests.bench.scenarios.collect import Collector
+from tests.bench.scenarios.collect import MIB, Collector
 
 MakeJob = Callable[[Entrant, str], Job]  # (entrant, message tag) → job
 Check = Callable[[Job, Outcome], Awaitable[None]]  # raises ChildFailed when wrong
@@ -27,30 +28,38 @@ async def drain_rounds(
     *,
     baseline: str,
     check: Check | None = None,
+    rss_row: str | None = None,
 ) -> list[Series]:
-    """Every entrant drains a pre-filled queue once per round; returns msg/s rows."""
+    """Every entrant drains a pre-filled queue once per round; returns msg/s rows
+    (and MiB rows named `rss_row`)."""
     collector = Collector(bench, unit="msg/s", higher_is_better=True, baseline=baseline)
+    memory = Collector(bench, unit="MiB", higher_is_better=False, baseline=baseline)
     rounds = bench.config.rounds
     for number in range(1, rounds + 1):
         for entrant in entrants:
             job = make_job(entrant, bench.tag())
             bench.progress(f"{scenario} · round {number}/{rounds} · {entrant.label} …")
-            outcome = await collector.attempt(
+            drained = await collector.attempt(
                 scenario, entrant.label, _drain_and_check(bench, job, check)
             )
-            if outcome is None:
+            if drained is None:
                 continue
+            outcome = drained.outcome
             cpu = outcome.cpu_seconds / outcome.seconds if outcome.seconds else None
             collector.add(scenario, entrant.label, outcome.rate, cpu=cpu, details=outcome.extra)
+            if rss_row is not None:
+                own_peak = {"getrusage_peak_mib": outcome.max_rss_kb / 1024}
+                memory.add(rss_row, entrant.label, drained.rss_peak / MIB, details=own_peak)
             bench.progress(
                 f"{scenario} · round {number}/{rounds} · {entrant.label}: "
-                f"{outcome.rate:,.0f} msg/s, {cpu or 0:.0%} CPU"
+                f"{outcome.rate:,.0f} msg/s, {cpu or 0:.0%} CPU, "
+                f"peak RSS {drained.rss_peak / MIB:.1f} MiB"
             )
-    return collector.series
+    return collector.series + memory.series
 
 
-async def _drain_and_check(bench: Bench, job: Job, check: Check | None) -> Outcome:
-    outcome = await bench.drain(job)
+async def _drain_and_check(bench: Bench, job: Job, check: Check | None) -> Drained:
+    drained = await bench.drain(job)
     if check is not None:
-        await check(job, outcome)
-    return outcome
+        await check(job, drained.outcome)
+    return drained
