@@ -41,8 +41,8 @@ DEFAULT = Sizes(
 # Starting a fleet or FastStream process costs ~0.8 s of imports (overlapped
 # with the pre-fill, but still longer), so --quick keeps every measurement short.
 QUICK = Sizes(
-    drain=3_000,
-    saga=1_000,
+    drain=2_500,
+    saga=800,
     latency_rates=(1000, 3000),
     latency_seconds=0.5,
     publish=2_000,
