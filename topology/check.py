@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
-from topology.model import Topology
+from topology.model import Queue, RetryPolicy, Topology
 from topology.names import is_derived, retry_queue
 from topology.problems import Problem
 from topology.routing import routes
@@ -86,6 +86,15 @@ def check_references(topology: Topology) -> list[Problem]:
                     "set by fleet from the queue's type, retry and delivery_limit; remove it",
                 )
             )
+        if not queue.bind:
+            problems.append(
+                Problem(
+                    f"{path}.bind", "no bindings: nothing will ever reach this queue", "warning"
+                )
+            )
+        if queue.delay is not None:
+            problems += _delay_problems(topology, name, queue)
+            continue
         seen: set[str] = set()
         for i, delay in enumerate(queue.retry.delays):
             retry = retry_queue(name, delay)
@@ -95,12 +104,6 @@ def check_references(topology: Topology) -> list[Problem]:
                 )
             seen.add(retry)
             derived[retry] = path
-        if not queue.bind:
-            problems.append(
-                Problem(
-                    f"{path}.bind", "no bindings: nothing will ever reach this queue", "warning"
-                )
-            )
     for name, worker in topology.workers.items():
         path = f"workers.{name}"
         consumed = topology.queues.get(worker.queue)
@@ -115,6 +118,14 @@ def check_references(topology: Topology) -> list[Problem]:
                     f"queue {worker.queue!r} is a stream: streams are "
                     "for replay and audit, workers consume classic or "
                     "quorum queues",
+                )
+            )
+        elif consumed.delay is not None:
+            problems.append(
+                Problem(
+                    f"{path}.queue",
+                    f"queue {worker.queue!r} is a delay queue: its messages go to "
+                    f"{consumed.delay.then!r} after {consumed.delay.ttl}; consume that queue",
                 )
             )
         if worker.publish_to is not None and worker.publish_to not in topology.exchanges:
@@ -133,6 +144,49 @@ def check_references(topology: Topology) -> list[Problem]:
                     "warning",
                 )
             )
+    return problems
+
+
+def _delay_problems(topology: Topology, name: str, queue: Queue) -> list[Problem]:
+    """A delay queue must hand its messages to a queue a worker can consume."""
+    assert queue.delay is not None
+    path = f"queues.{name}"
+    problems: list[Problem] = []
+    then = queue.delay.then
+    target = topology.queues.get(then)
+    if queue.type == "stream":
+        problems.append(
+            Problem(
+                f"{path}.delay",
+                "a stream cannot delay messages (they never expire one by one): "
+                "make it a quorum or classic queue",
+            )
+        )
+    if target is None:
+        problems.append(
+            Problem(
+                f"{path}.delay.then", f"unknown queue {then!r}{_known(sorted(topology.queues))}"
+            )
+        )
+    elif then == name:
+        problems.append(
+            Problem(f"{path}.delay.then", "a delay queue cannot hand messages back to itself")
+        )
+    elif target.type == "stream":
+        problems.append(
+            Problem(
+                f"{path}.delay.then",
+                f"queue {then!r} is a stream: a delay hands messages to a queue "
+                "a worker consumes (classic or quorum)",
+            )
+        )
+    if queue.retry != RetryPolicy():
+        problems.append(
+            Problem(
+                f"{path}.retry",
+                "a delay queue has no consumer, so nothing is retried from it: remove it",
+            )
+        )
     return problems
 
 
@@ -209,19 +263,22 @@ def _unhandled_arrivals(
 
 
 def _reaches_queue(topology: Topology, queue: str, routing_key: str) -> bool:
-    spec = topology.queues.get(queue)
-    if spec is None:
+    """Whether a binding of `queue`, or of a delay queue that ends in it, routes the key."""
+    if queue not in topology.queues:
         return False
     return any(
         routes(topology.exchanges[b.exchange].type, b.routing_key, routing_key)
+        for name, spec in topology.queues.items()
+        if _final_queue(topology, name) == queue
         for b in spec.bind
         if b.exchange in topology.exchanges
     )
 
 
 def _receiving_queues(topology: Topology, exchange: str, routing_key: str) -> list[str]:
+    """The queues a publish reaches: directly, and where delay queues hand it on."""
     exchange_type = topology.exchanges[exchange].type
-    return [
+    direct = [
         name
         for name, queue in topology.queues.items()
         if any(
@@ -229,6 +286,18 @@ def _receiving_queues(topology: Topology, exchange: str, routing_key: str) -> li
             for b in queue.bind
         )
     ]
+    return list(dict.fromkeys([*direct, *(_final_queue(topology, name) for name in direct)]))
+
+
+def _final_queue(topology: Topology, name: str) -> str:
+    """Where a message that enters `name` is consumed: delay queues followed to their end."""
+    seen = {name}
+    queue = topology.queues.get(name)
+    while queue is not None and queue.delay is not None and queue.delay.then not in seen:
+        name = queue.delay.then
+        seen.add(name)
+        queue = topology.queues.get(name)
+    return name
 
 
 def _known(names: list[str]) -> str:

@@ -42,6 +42,21 @@ def expand(topology: Topology) -> Resources:
 def _queues(name: str, queue: Queue) -> list[QueueDecl]:
     if queue.type == "stream":
         return [QueueDecl(name=name, type="stream", durable=True, arguments=queue.arguments)]
+    if queue.delay is not None:
+        # A delay queue: each message expires after the ttl and is dead-lettered to
+        # its target. Nothing consumes it, so it has no retry or dead-letter queues.
+        delayed = QueueDecl(
+            name=name,
+            type=queue.type,
+            durable=queue.durable,
+            arguments={
+                **queue.arguments,
+                "x-message-ttl": queue.delay.ttl.ms,
+                **_dead_letter_to(queue.delay.then),
+                **_quorum_safety(queue.type, queue.delivery_limit or DEFAULT_DELIVERY_LIMIT),
+            },
+        )
+        return [delayed]
     dead = dead_letter_queue(name)
     work = QueueDecl(
         name=name,

@@ -57,11 +57,24 @@ class RetryPolicy(_Spec, frozen=True):
     )
 
 
+class Delay(_Spec, frozen=True):
+    """A delay queue's rule: hold each message for `ttl`, then hand it to queue `then`.
+
+    No worker consumes a delay queue: the broker expires each message after
+    `ttl` and dead-letters it to `then` through the default exchange, so it
+    reaches that queue only. Deadlines and reminders use it instead of polling.
+    """
+
+    ttl: Duration
+    then: str
+
+
 class Queue(_Spec, frozen=True):
     """A queue, its bindings and its failure routing.
 
     fleet derives `<name>.retry.<delay>` for each retry delay and `<name>.dead`
-    for parked messages; they are never written by hand.
+    for parked messages; they are never written by hand. A queue with `delay`
+    is a delay queue instead: it gets neither (nothing consumes it).
     """
 
     type: QueueType = "quorum"
@@ -73,6 +86,8 @@ class Queue(_Spec, frozen=True):
     # queues (x-delivery-limit); fleet's workers count them on classic ones.
     delivery_limit: Positive | None = None
     arguments: dict[str, Any] = {}
+    # Makes this a delay queue: messages wait `delay.ttl`, then go to `delay.then`.
+    delay: Delay | None = None
 
 
 class WorkerSpec(_Spec, frozen=True):

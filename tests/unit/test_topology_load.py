@@ -205,7 +205,7 @@ class TestBrokenTopology:
         # When / Then
         assert problems_of(text) == [
             "queues.a: object contains unknown field 'prefetch' "
-            "(valid: type, durable, bind, retry, delivery_limit, arguments)"
+            "(valid: type, durable, bind, retry, delivery_limit, arguments, delay)"
         ]
 
     def test_a_worker_on_an_unknown_queue_lists_the_queues(self) -> None:
