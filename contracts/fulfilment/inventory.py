@@ -34,10 +34,15 @@ class StockRejected(Event, frozen=True, kw_only=True):
 
 @register
 class StockReleased(Event, frozen=True, kw_only=True):
-    """A reservation was given back (compensation after a failed later step)."""
+    """A reservation was given back (compensation).
+
+    `reason` is `payment-declined` (the order is to be cancelled) or
+    `order-cancelled` (it already was, for `detail`'s reason).
+    """
 
     __routing_key__ = "stock.released"
 
     order_id: str
     reservation_id: str
     reason: str
+    detail: str = ""

@@ -14,6 +14,11 @@ Quantity = Annotated[int, msgspec.Meta(ge=1, le=10_000)]
 Cents = Annotated[int, msgspec.Meta(ge=0)]
 Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
 
+#: Why an order was cancelled (`OrderCancelled.reason`).
+OUT_OF_STOCK = "out-of-stock"
+PAYMENT_DECLINED = "payment-declined"
+DEADLINE = "deadline"
+
 
 class OrderLine(msgspec.Struct, frozen=True, kw_only=True):
     """One SKU and quantity of an order, priced in minor units."""
@@ -37,6 +42,20 @@ class OrderPlaced(Event, frozen=True, kw_only=True):
 
 
 @register
+class OrderDeadline(Event, frozen=True, kw_only=True):
+    """The saga's deadline, armed when the order is placed.
+
+    orders publishes it to the delay queue `order-deadlines`, which holds it
+    for the deadline (the queue's `delay.ttl`) and then hands it back to orders:
+    an order still pending then is cancelled with reason `deadline`.
+    """
+
+    __routing_key__ = "order.deadline"
+
+    order_id: str
+
+
+@register
 class OrderConfirmed(Event, frozen=True, kw_only=True):
     """Stock, payment and shipment are all in place: the saga succeeded."""
 
@@ -48,9 +67,15 @@ class OrderConfirmed(Event, frozen=True, kw_only=True):
 
 @register
 class OrderCancelled(Event, frozen=True, kw_only=True):
-    """The saga ended without fulfilment; `reason` says why (stock, payment, deadline)."""
+    """The saga ended without fulfilment.
+
+    `reason` is `out-of-stock`, `payment-declined` or `deadline`; `detail` says
+    more (the SKU, the gateway's words). Every step that holds something for
+    the order (stock, money, a shipment) gives it back when it sees this.
+    """
 
     __routing_key__ = "order.cancelled"
 
     order_id: str
     reason: str
+    detail: str = ""

@@ -1,4 +1,4 @@
-"""Payment facts: the order's amount captured, or declined by the gateway."""
+"""Payment facts: the order's amount captured, declined by the gateway, or refunded."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ class PaymentCaptured(Event, frozen=True, kw_only=True):
     __routing_key__ = "payment.captured"
 
     order_id: str
+    customer_id: str
     payment_id: str
     amount_cents: Cents
     currency: Currency = "EUR"
@@ -26,4 +27,17 @@ class PaymentDeclined(Event, frozen=True, kw_only=True):
     __routing_key__ = "payment.declined"
 
     order_id: str
+    reason: str
+
+
+@register
+class PaymentRefunded(Event, frozen=True, kw_only=True):
+    """A captured payment was given back because the order was cancelled after all."""
+
+    __routing_key__ = "payment.refunded"
+
+    order_id: str
+    payment_id: str
+    amount_cents: Cents
+    currency: Currency = "EUR"
     reason: str

@@ -1,4 +1,4 @@
-"""Shipping facts: a carrier accepted the parcel."""
+"""Shipping facts: a carrier accepted the parcel, or the booking was cancelled."""
 
 from __future__ import annotations
 
@@ -15,3 +15,14 @@ class ShipmentScheduled(Event, frozen=True, kw_only=True):
     order_id: str
     shipment_id: str
     carrier: str
+
+
+@register
+class ShipmentCancelled(Event, frozen=True, kw_only=True):
+    """The carrier booking of a cancelled order was called off."""
+
+    __routing_key__ = "shipment.cancelled"
+
+    order_id: str
+    shipment_id: str
+    reason: str

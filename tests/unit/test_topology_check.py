@@ -10,26 +10,36 @@ from topology.routing import routes
 ORDER_PLACED = EventRoute(name="OrderPlaced", routing_key="order.placed")
 ORDER_CONFIRMED = EventRoute(name="OrderConfirmed", routing_key="order.confirmed")
 ORDER_CANCELLED = EventRoute(name="OrderCancelled", routing_key="order.cancelled")
+ORDER_DEADLINE = EventRoute(name="OrderDeadline", routing_key="order.deadline")
 STOCK_RESERVED = EventRoute(name="StockReserved", routing_key="stock.reserved")
 STOCK_REJECTED = EventRoute(name="StockRejected", routing_key="stock.rejected")
 STOCK_RELEASED = EventRoute(name="StockReleased", routing_key="stock.released")
 PAYMENT_CAPTURED = EventRoute(name="PaymentCaptured", routing_key="payment.captured")
 PAYMENT_DECLINED = EventRoute(name="PaymentDeclined", routing_key="payment.declined")
 SHIPMENT_SCHEDULED = EventRoute(name="ShipmentScheduled", routing_key="shipment.scheduled")
+SHIPMENT_CANCELLED = EventRoute(name="ShipmentCancelled", routing_key="shipment.cancelled")
+PAYMENT_REFUNDED = EventRoute(name="PaymentRefunded", routing_key="payment.refunded")
 
 #: What the reference workers handle and emit, as `Worker.wiring()` reports it.
 REFERENCE_WIRING = {
     "inventory": WorkerWiring(
-        handles=[ORDER_PLACED, PAYMENT_DECLINED],
+        handles=[ORDER_PLACED, PAYMENT_DECLINED, ORDER_CANCELLED],
         emits=[STOCK_RESERVED, STOCK_REJECTED, STOCK_RELEASED],
     ),
-    "payments": WorkerWiring(handles=[STOCK_RESERVED], emits=[PAYMENT_CAPTURED, PAYMENT_DECLINED]),
-    "shipping": WorkerWiring(handles=[PAYMENT_CAPTURED], emits=[SHIPMENT_SCHEDULED]),
-    "orders": WorkerWiring(
-        handles=[ORDER_PLACED, STOCK_REJECTED, STOCK_RELEASED, SHIPMENT_SCHEDULED],
-        emits=[ORDER_CONFIRMED, ORDER_CANCELLED],
+    "payments": WorkerWiring(
+        handles=[STOCK_RESERVED, ORDER_CANCELLED],
+        emits=[PAYMENT_CAPTURED, PAYMENT_DECLINED, PAYMENT_REFUNDED],
     ),
-    "notifications": WorkerWiring(handles=[ORDER_CONFIRMED, ORDER_CANCELLED], emits=[]),
+    "shipping": WorkerWiring(
+        handles=[PAYMENT_CAPTURED, ORDER_CANCELLED], emits=[SHIPMENT_SCHEDULED, SHIPMENT_CANCELLED]
+    ),
+    "orders": WorkerWiring(
+        handles=[ORDER_PLACED, STOCK_REJECTED, STOCK_RELEASED, SHIPMENT_SCHEDULED, ORDER_DEADLINE],
+        emits=[ORDER_DEADLINE, ORDER_CONFIRMED, ORDER_CANCELLED],
+    ),
+    "notifications": WorkerWiring(
+        handles=[ORDER_CONFIRMED, ORDER_CANCELLED, PAYMENT_REFUNDED], emits=[]
+    ),
 }
 
 #: Two workers: inventory turns orders into stock events, billing consumes them.

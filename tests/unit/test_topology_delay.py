@@ -16,9 +16,11 @@ from topology import (
     WorkerWiring,
     check_wiring,
     expand,
+    load,
     loads,
 )
 from topology.model import DEFAULT_DELIVERY_LIMIT
+from workers.loader import load_worker
 
 BASE = """
 exchanges: {orders: {}}
@@ -167,3 +169,12 @@ class TestWiring:
                 "warning",
             )
         ]
+
+    def test_the_reference_workers_agree_with_the_reference_topology(self) -> None:
+        """The code of the five reference workers, deadlines included, wired without problems."""
+        # Given
+        topology = load()
+        wiring = {name: load_worker(name, spec).wiring() for name, spec in topology.workers.items()}
+        # When / Then
+        assert check_wiring(topology, wiring) == []
+        assert topology.queues["order-deadlines"].delay is not None

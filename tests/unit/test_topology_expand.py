@@ -263,14 +263,16 @@ class TestBindingsAndExchanges:
         ]
 
     def test_the_reference_topology_expands_to_every_derived_queue(self) -> None:
-        """Five work queues with three tiers each, their dead queues, and the stream."""
+        """Five work queues with three tiers each, their dead queues, the delay queue
+        and the stream."""
         # Given
         topology = load()
         # When
         resources = expand(topology)
         # Then
         names = {q.name for q in resources.queues}
-        assert len(resources.queues) == 5 * (1 + 3 + 1) + 1
+        assert len(resources.queues) == 5 * (1 + 3 + 1) + 1 + 1
         assert {"orders.retry.5s", "orders.dead", "notifications.retry.5m"} <= names
         assert "order-events.dead" not in names
+        assert "order-deadlines.dead" not in names
         assert len(resources.bindings) == sum(len(q.bind) for q in topology.queues.values())

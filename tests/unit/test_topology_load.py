@@ -33,6 +33,7 @@ class TestReferenceTopology:
             "shipping",
             "orders",
             "notifications",
+            "order-deadlines",
             "order-events",
         }
         assert set(topology.workers) == {

@@ -1,18 +1,60 @@
-"""notifications: tells the customer how their order ended."""
+"""notifications: tells the customer how their order ended, and about refunds.
+
+Table `notifications_sent`: one row per notification, unique per message, so
+a redelivered event never notifies twice. (Signed outbound webhooks replace
+the table as the channel later; the record stays.)
+"""
 
 from __future__ import annotations
 
-from contracts.fulfilment import OrderCancelled, OrderConfirmed
-from workers import Context, Worker
+from contracts.fulfilment import OrderCancelled, OrderConfirmed, PaymentRefunded
+from workers import Context, Resources, Worker
+from workers.fulfilment import store
 
 notifications = Worker("notifications")
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS notifications_sent (
+    id         bigserial   PRIMARY KEY,
+    order_id   text        NOT NULL,
+    kind       text        NOT NULL,
+    message_id text        NOT NULL UNIQUE,
+    text       text        NOT NULL,
+    sent_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS notifications_order ON notifications_sent (order_id);
+"""
+
+
+@notifications.on_startup
+async def create_tables(resources: Resources) -> None:
+    await store.create_tables(resources, SCHEMA)
 
 
 @notifications.handles(OrderConfirmed)
 async def confirmed(event: OrderConfirmed, ctx: Context) -> None:
-    ctx.log.info("notification.order_confirmed", order_id=event.order_id)
+    await _send(ctx, event.order_id, "confirmed", f"Order {event.order_id} is on its way.")
 
 
 @notifications.handles(OrderCancelled)
 async def cancelled(event: OrderCancelled, ctx: Context) -> None:
-    ctx.log.info("notification.order_cancelled", order_id=event.order_id, reason=event.reason)
+    await _send(
+        ctx, event.order_id, "cancelled", f"Order {event.order_id} was cancelled ({event.reason})."
+    )
+
+
+@notifications.handles(PaymentRefunded)
+async def refunded(event: PaymentRefunded, ctx: Context) -> None:
+    amount = f"{event.amount_cents / 100:.2f} {event.currency}"
+    await _send(ctx, event.order_id, "refunded", f"{amount} for order {event.order_id} refunded.")
+
+
+async def _send(ctx: Context, order_id: str, kind: str, text: str) -> None:
+    await ctx.db.execute(
+        "INSERT INTO notifications_sent (order_id, kind, message_id, text) VALUES ($1, $2, $3, $4) "
+        "ON CONFLICT (message_id) DO NOTHING",
+        order_id,
+        kind,
+        ctx.message_id,
+        text,
+    )
