@@ -51,8 +51,9 @@ def render(
 
 
 def table(series: list[Series]) -> str:
+    """One line per row, each scenario's contenders together, in the order they ran."""
     rows: list[tuple[str, ...]] = [COLUMNS]
-    for row in series:
+    for row in grouped(series):
         value = ratio(row, series)
         rows.append(
             (
@@ -78,6 +79,14 @@ def table(series: list[Series]) -> str:
         ]
         out.append("  ".join(cells).rstrip())
     return "\n".join(out)
+
+
+def grouped(series: list[Series]) -> list[Series]:
+    """Rows ordered by their scenario's first appearance, then as they came."""
+    first: dict[str, int] = {}
+    for position, row in enumerate(series):
+        first.setdefault(row.scenario, position)
+    return sorted(series, key=lambda row: first[row.scenario])
 
 
 def targets(series: list[Series]) -> str:
