@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 import pytest
 
-from workers.runtime.inbox import MemoryInbox, PostgresInbox
+from workers.runtime.inbox import EventNote, MemoryInbox, PostgresInbox
 from workers.runtime.outgoing import Outgoing
 
 
@@ -78,6 +78,26 @@ class TestPostgresInbox:
         results = await asyncio.gather(deliver(), deliver())
         assert sorted(results) == [False, True]
         assert await inbox.pool.fetchval("SELECT count(*) FROM effects") == 1
+
+    async def test_the_timeline_line_commits_with_the_claim_and_names_the_follow_ons(
+        self, inbox
+    ) -> None:
+        """A processed event is logged with what it emitted; a failed one leaves no line."""
+        note = EventNote("saga-1", "m-7", "m-0", "OrderPlaced", "w", "processed", [])
+        async with inbox.claim("w", "m-7", note) as claim:
+            claim.keep([outgoing("f-7")])
+
+        async def failing() -> None:
+            async with inbox.claim("w", "m-8", note._replace(message_id="m-8")):
+                raise RuntimeError("handler failed")
+
+        with pytest.raises(RuntimeError):
+            await failing()
+        rows = await inbox.pool.fetch(
+            "SELECT message_id, causation_id, outcome, emitted "
+            "FROM fleet_events WHERE correlation_id = 'saga-1'"
+        )
+        assert [tuple(r) for r in rows] == [("m-7", "m-0", "processed", ["T"])]
 
     async def test_workers_have_separate_marks(self, inbox) -> None:
         """The same message id is new to a different worker."""

@@ -206,13 +206,13 @@ class Consumer:
         inbox = self._inbox
         if inbox is None:
             return self._outgoing(await function(event, ctx), ctx)
-        async with inbox.claim(self._name, ctx.message_id) as claim:
+        async with inbox.claim(self._name, ctx.message_id, _note(ctx, "processed", [])) as claim:
             if claim.duplicate:
                 self.counters.duplicates += 1
                 return claim.replay
             ctx.db = claim.db
             outgoing = self._outgoing(await function(event, ctx), ctx)
-            claim.keep(outgoing, _note(ctx, "processed", [o.type for o in outgoing]))
+            claim.keep(outgoing)
             return outgoing
 
     async def _crash_guard(self, message_id: str, headers: dict[str, Any]) -> Decision | None:

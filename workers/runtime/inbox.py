@@ -84,14 +84,24 @@ INSERT INTO fleet_events (correlation_id, message_id, causation_id, type, worker
                           emitted, detail)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 """
-# Processed with follow-ons: keep them and log the event in one round trip.
-_KEEP_AND_NOTE = """
-WITH kept AS (
-    UPDATE fleet_inbox SET follow_ons = $9 WHERE worker = $5 AND message_id = $2
+# Claim and log in one round trip: the event row exists only if the claim
+# succeeded, and both roll back with the handler's writes. Returns the event id.
+_CLAIM_AND_NOTE = """
+WITH claimed AS (
+    INSERT INTO fleet_inbox (worker, message_id) VALUES ($5, $2)
+    ON CONFLICT DO NOTHING RETURNING 1
 )
 INSERT INTO fleet_events (correlation_id, message_id, causation_id, type, worker, outcome,
                           emitted, detail)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+SELECT $1, $2, $3, $4, $5, $6, $7, $8 WHERE EXISTS (SELECT 1 FROM claimed)
+RETURNING id
+"""
+# Keep the follow-ons with the mark and name them in the event row, in one round trip.
+_KEEP_AND_EMITTED = """
+WITH kept AS (
+    UPDATE fleet_inbox SET follow_ons = $3 WHERE worker = $1 AND message_id = $2
+)
+UPDATE fleet_events SET emitted = $4 WHERE id = $5
 """
 _PRUNE_EVENTS = "DELETE FROM fleet_events WHERE at < now() - $1::interval"
 _PRUNE = """
@@ -120,7 +130,7 @@ class EventNote(NamedTuple):
 class Claim:
     """One delivery's claim on the inbox."""
 
-    __slots__ = ("db", "duplicate", "kept", "note", "replay")
+    __slots__ = ("db", "duplicate", "kept", "replay")
 
     def __init__(self, *, duplicate: bool, replay: list[Outgoing], db: Any = None):
         self.duplicate = duplicate
@@ -128,12 +138,10 @@ class Claim:
         #: The transaction's connection (asyncpg), for the handler's own writes.
         self.db = db
         self.kept: list[Outgoing] = _NOTHING
-        self.note: EventNote | None = None
 
-    def keep(self, outgoing: list[Outgoing], note: EventNote | None = None) -> None:
-        """Store these follow-on messages with the processed mark, and log the event."""
+    def keep(self, outgoing: list[Outgoing]) -> None:
+        """Store these follow-on messages with the processed mark."""
         self.kept = outgoing
-        self.note = note
 
 
 class Inbox(Protocol):
@@ -145,8 +153,13 @@ class Inbox(Protocol):
     async def close(self) -> None:
         """Release connections."""
 
-    def claim(self, worker: str, message_id: str) -> AbstractAsyncContextManager[Claim]:
-        """Claim a delivery; committed when the block exits normally."""
+    def claim(
+        self, worker: str, message_id: str, note: EventNote | None = None
+    ) -> AbstractAsyncContextManager[Claim]:
+        """Claim a delivery; committed when the block exits normally.
+
+        `note` is the event's line in the saga timeline, written with the claim.
+        """
         ...
 
     async def started(self, worker: str, message_id: str) -> int | None:
@@ -181,7 +194,7 @@ class MemoryInbox:
     async def note(self, note: EventNote) -> None:
         return None  # timelines need the database
 
-    def claim(self, worker: str, message_id: str) -> _MemoryClaim:
+    def claim(self, worker: str, message_id: str, note: EventNote | None = None) -> _MemoryClaim:
         # A plain object rather than @asynccontextmanager: this runs for every
         # message of a worker without a database, and a generator costs more.
         return _MemoryClaim(self, (worker, message_id))
@@ -263,20 +276,27 @@ class PostgresInbox:
             await self._pool.close()
 
     @contextlib.asynccontextmanager
-    async def claim(self, worker: str, message_id: str) -> AsyncIterator[Claim]:
+    async def claim(
+        self, worker: str, message_id: str, note: EventNote | None = None
+    ) -> AsyncIterator[Claim]:
         async with self.pool.acquire() as conn, conn.transaction():
-            status = await conn.execute(_CLAIM, worker, message_id)
-            if status.endswith(" 0"):
+            event_id = None
+            if note is None:
+                claimed = (await conn.execute(_CLAIM, worker, message_id)).endswith(" 1")
+            else:
+                event_id = await conn.fetchval(_CLAIM_AND_NOTE, *note)
+                claimed = event_id is not None
+            if not claimed:
                 stored = await conn.fetchval(_STORED, worker, message_id)
                 yield Claim(duplicate=True, replay=unpack(stored) if stored else [])
                 return
             claim = Claim(duplicate=False, replay=[], db=conn)
             yield claim
-            note = claim.note
-            if note is not None and claim.kept:
-                await conn.execute(_KEEP_AND_NOTE, *note, pack(claim.kept))
-            elif note is not None:
-                await conn.execute(_NOTE, *note)
+            if claim.kept and event_id is not None:
+                emitted = [o.type for o in claim.kept]
+                await conn.execute(
+                    _KEEP_AND_EMITTED, worker, message_id, pack(claim.kept), emitted, event_id
+                )
             elif claim.kept:
                 await conn.execute(_KEEP, worker, message_id, pack(claim.kept))
 
