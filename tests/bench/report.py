@@ -15,8 +15,8 @@ from typing import Any
 from tests.bench.config import Config
 from tests.bench.results import TARGETS, Series, Skipped, ratio
 
-COLUMNS = ("scenario", "contender", "median", "min", "max", "unit", "ratio", "vs", "cpu")
-RIGHT = {"median", "min", "max", "ratio", "cpu"}
+COLUMNS = ("scenario", "contender", "median", "min", "max", "unit", "ratio", "vs", "cpu", "others")
+RIGHT = {"median", "min", "max", "ratio", "cpu", "others"}
 
 
 def render(
@@ -66,10 +66,11 @@ def table(series: list[Series]) -> str:
                 "baseline" if row.contender == row.baseline else _ratio(value),
                 "" if row.contender == row.baseline else row.baseline,
                 f"{row.cpu_median:.0%}" if row.cpu_median is not None else "",
+                f"{row.others_median:.2f}" if row.others_median is not None else "",
             )
         )
         if row.failures:
-            rows.append(("", f"  {len(row.failures)} round(s) failed", *[""] * 7))
+            rows.append(("", f"  {len(row.failures)} round(s) failed", *[""] * 8))
     widths = [max(len(r[i]) for r in rows) for i in range(len(COLUMNS))]
     out = []
     for r in rows:
@@ -130,6 +131,7 @@ def write_json(
                 "ratio": ratio(s, series),
                 "samples": s.samples,
                 "cpu": s.cpu,
+                "other_load": s.others,
                 "failures": s.failures,
                 "details": s.details,
             }

@@ -24,6 +24,7 @@ class Series:
         samples: one value per round that succeeded.
         cpu: the contender's CPU use per round, in cores (1.0 = one core busy).
         failures: why a round produced no sample.
+        others: other load on the machine per round, in cores (see `host`).
         details: per-round extras kept for the JSON (counters, the publisher's lag).
     """
 
@@ -35,6 +36,7 @@ class Series:
     samples: list[float] = field(default_factory=list)
     cpu: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)
+    others: list[float] = field(default_factory=list)
     details: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -52,6 +54,10 @@ class Series:
     @property
     def cpu_median(self) -> float | None:
         return statistics.median(self.cpu) if self.cpu else None
+
+    @property
+    def others_median(self) -> float | None:
+        return statistics.median(self.others) if self.others else None
 
 
 class Skip(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
+from tests.bench import host
 from tests.bench.bench import Bench
 from tests.bench.broker import BROKER_ERRORS
 from tests.bench.process import ChildFailed
@@ -32,6 +33,8 @@ class Collector:
         self.higher_is_better = higher_is_better
         self.baseline = baseline
         self._series: dict[tuple[str, str], Series] = {}
+        #: Other load on the machine during the last successful `attempt`, in cores.
+        self.last_others = 0.0
 
     @property
     def series(self) -> list[Series]:
@@ -53,9 +56,12 @@ class Collector:
         *,
         cpu: float | None = None,
         details: dict[str, Any] | None = None,
+        others: float | None = None,
     ) -> None:
+        """One round's sample; `others` defaults to the other load of the last `attempt`."""
         row = self.row(scenario, contender)
         row.samples.append(value)
+        row.others.append(self.last_others if others is None else others)
         if cpu is not None:
             row.cpu.append(cpu)
         if details:
@@ -67,8 +73,10 @@ class Collector:
         A measurement during which the broker restarted (the bench's own
         connection dropped) counts as failed, whatever it reported.
         """
+        before = host.snapshot()
         try:
             result = await step
+            self.last_others = host.other_load(before, host.snapshot())
             if self.bench.queues.interrupted:
                 raise ChildFailed("the broker restarted during the measurement")
             return result

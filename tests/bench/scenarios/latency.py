@@ -42,7 +42,7 @@ async def run(bench: Bench) -> list[Series]:
             if measured is None:
                 continue
             outcome, paced, idle = measured
-            memory.add(RSS, entrant.label, idle / MIB)
+            memory.add(RSS, entrant.label, idle / MIB, others=collector.last_others)
             ms = outcome.latency_ms
             for label in phases(sizes.latency_rates, sizes.latency_seconds):
                 details = {

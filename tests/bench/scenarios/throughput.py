@@ -49,7 +49,13 @@ async def drain_rounds(
             collector.add(scenario, entrant.label, outcome.rate, cpu=cpu, details=outcome.extra)
             if rss_row is not None:
                 own_peak = {"getrusage_peak_mib": outcome.max_rss_kb / 1024}
-                memory.add(rss_row, entrant.label, drained.rss_peak / MIB, details=own_peak)
+                memory.add(
+                    rss_row,
+                    entrant.label,
+                    drained.rss_peak / MIB,
+                    details=own_peak,
+                    others=collector.last_others,
+                )
             bench.progress(
                 f"{scenario} · round {number}/{rounds} · {entrant.label}: "
                 f"{outcome.rate:,.0f} msg/s, {cpu or 0:.0%} CPU, "
