@@ -27,7 +27,7 @@ def standins() -> None:
 
     One HTTP server plays the payment gateway (/gateway) and the carrier API
     (/carrier). Failures are injected per request by words in the customer id
-    (decline, flaky, timeout, slow, hang) and at random by the rates below.
+    (decline, flaky, unstable, timeout, slow, hang) and at random by the rates below.
     """
 
 

@@ -21,7 +21,8 @@ system that is slow to answer has already acted.
 Failures are chosen per request by words in the customer id:
 
     decline   the gateway declines the charge
-    flaky     the first 2 requests with each key answer 503
+    flaky     the first 2 requests with each key answer 503 (in-process retries cope)
+    unstable  the first 4 requests with each key answer 503 (one broker-delayed retry)
     timeout   the first request with each key hangs (longer than any client waits)
     slow      answers take `Faults.slow_seconds`
     hang      the carrier hangs on every request: the saga stalls until its deadline
@@ -47,8 +48,9 @@ from typing import Any
 
 #: Charges above this many cents are declined ("amount over limit").
 AMOUNT_LIMIT = 100_000
-#: Requests per key answered 503 for a customer whose id says "flaky".
+#: Requests per key answered 503 for a customer whose id says "flaky" or "unstable".
 FLAKY_FAILURES = 2
+UNSTABLE_FAILURES = 4
 
 
 @dataclass
@@ -260,8 +262,16 @@ class _Handler(BaseHTTPRequestHandler):
     def _injected_failure(self, key: str, body: dict[str, Any]) -> bool:
         """Answer 503 if the rules say so; True when answered."""
         seen = self.server.standins.count(key)
-        if "flaky" in str(body.get("customer_id", "")) and seen <= FLAKY_FAILURES:
-            self._answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "flaky (injected)"})
+        customer = str(body.get("customer_id", ""))
+        failures = (
+            UNSTABLE_FAILURES
+            if "unstable" in customer
+            else FLAKY_FAILURES
+            if "flaky" in customer
+            else 0
+        )
+        if seen <= failures:
+            self._answer(HTTPStatus.SERVICE_UNAVAILABLE, {"error": "unavailable (injected)"})
             return True
         return self._random_failure()
 
