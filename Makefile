@@ -1,10 +1,13 @@
 # The two commands of the README's quick start, and the checks CI runs.
 .PHONY: up test lint bench
 
-# Install, make sure RabbitMQ runs, apply the topology and run the reference fleet.
+# Install, make sure RabbitMQ and PostgreSQL run (and the fleet database exists),
+# apply the topology, and run the reference fleet with the stand-in gateway and carrier.
+# The database: FLEET_DATABASE_URL, by default the local `fleet` database.
+up: export FLEET_DATABASE_URL ?= postgresql://postgres@127.0.0.1:5432/fleet
 up:
 	@.ci/setup && .ci/services
-	.venv/bin/fleet up
+	.venv/bin/fleet up --standins
 
 # Install, make sure RabbitMQ runs, lint and type-check, then run the test suite.
 test:

@@ -72,7 +72,7 @@ def cli(log_format: str, log_level: str) -> None:
 
 def _register_commands() -> None:
     # Imported here so each module can import `cli` from this package.
-    from workers.cli import contracts, dlq, publish, saga, standins, topology, up, worker  # noqa: F401
+    from workers.cli import contracts, demo, dlq, publish, saga, standins, topology, up, worker  # noqa: F401
 
 
 def main() -> None:

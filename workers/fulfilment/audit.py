@@ -11,7 +11,7 @@ and are meaningful once the fleet is quiet (no saga in flight).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -172,13 +172,25 @@ async def ledger_net(db: Any) -> dict[str, int]:
     return {row["order_id"]: int(row["net"]) for row in rows}
 
 
-def reconcile_gateway(charges: Iterable[dict[str, Any]], ledger: dict[str, int]) -> list[str]:
+def reconcile_gateway(
+    charges: Iterable[dict[str, Any]],
+    ledger: dict[str, int],
+    order_ids: Collection[str] | None = None,
+) -> list[str]:
     """The gateway's charges (its `GET /charges`) against the ledger: no order holds
-    more than one live charge, and what the gateway kept is what the ledger says."""
+    more than one live charge, and what the gateway kept is what the ledger says.
+
+    `order_ids` limits the check to those orders (a gateway restarted since
+    earlier orders forgot their charges).
+    """
     live: dict[str, list[dict[str, Any]]] = {}
     for charge in charges:
         if charge["status"] == "captured":
             live.setdefault(charge["order_id"], []).append(charge)
+    if order_ids is not None:
+        wanted = set(order_ids)
+        live = {o: c for o, c in live.items() if o in wanted}
+        ledger = {o: net for o, net in ledger.items() if o in wanted}
     problems = [
         f"order {order_id} charged {len(held)} times at the gateway"
         for order_id, held in live.items()

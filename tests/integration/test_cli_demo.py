@@ -1,0 +1,178 @@
+"""`fleet up --standins` and `fleet demo` as a newcomer runs them: real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from tests.conftest import Broker
+
+ROOT = Path(__file__).resolve().parents[2]
+#: inventory and payments run two replicas each in the reference topology.
+WORKER_PROCESSES = 7
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def fleet_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
+    return {**env, "PYTHONPATH": str(ROOT), **extra}
+
+
+class TestUpAndDemo:
+    def test_fleet_up_with_standins_then_demo_balances_the_books(
+        self, broker: Broker, database: str
+    ) -> None:
+        """`fleet up --standins` applies the topology and runs the stand-ins and every
+        worker replica; `fleet demo` sends its mix, and everything ends and reconciles."""
+        # Given
+        port = free_port()
+        up = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "--log-format",
+                "json",
+                "up",
+                "--standins",
+                "--standins-port",
+                str(port),
+                "--url",
+                broker.amqp_url,
+                "--database-url",
+                database,
+            ],
+            stderr=subprocess.PIPE,
+            text=True,
+            env=fleet_env(),
+        )
+        consuming = threading.Semaphore(0)
+        output: list[str] = []
+
+        def read() -> None:
+            assert up.stderr is not None
+            for line in up.stderr:
+                output.append(line.rstrip())
+                if '"worker.consuming"' in line:
+                    consuming.release()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        try:
+            deadline = time.monotonic() + 90
+            for _ in range(WORKER_PROCESSES):
+                assert consuming.acquire(timeout=max(0.1, deadline - time.monotonic())), "\n".join(
+                    output[-20:]
+                )
+            # When
+            demo = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "workers.cli",
+                    "demo",
+                    "--orders",
+                    "60",
+                    "--seed",
+                    "5",
+                    "--timeout",
+                    "90",
+                    "--url",
+                    broker.amqp_url,
+                    "--database-url",
+                    database,
+                ],
+                capture_output=True,
+                text=True,
+                timeout=150,
+                env=fleet_env(FLEET_GATEWAY_URL=f"http://127.0.0.1:{port}/gateway"),
+            )
+            print("\n" + demo.stdout)
+        finally:
+            up.send_signal(signal.SIGTERM)
+            code = up.wait(60)
+            reader.join(5)
+        # Then
+        assert demo.returncode == 0, demo.stdout + demo.stderr
+        assert "still pending           0" in demo.stdout
+        assert "dead-lettered           0" in demo.stdout
+        assert "balanced: stock conserved, ledger = confirmed orders" in demo.stdout
+        assert "matches the ledger: no order charged twice" in demo.stdout
+        assert code == 0
+        started = [json.loads(x)["process"] for x in output if '"process.started"' in x]
+        assert sorted(started) == sorted(
+            [
+                "standins",
+                "inventory#1",
+                "inventory#2",
+                "payments#1",
+                "payments#2",
+                "shipping#1",
+                "orders#1",
+                "notifications#1",
+            ]
+        )
+        assert not [x for x in output if '"process.exited"' in x]
+
+    def test_demo_without_a_running_fleet_says_how_to_start_it(
+        self, broker: Broker, database: str
+    ) -> None:
+        # Given an empty database / When
+        demo = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "demo",
+                "--url",
+                broker.amqp_url,
+                "--database-url",
+                database,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=fleet_env(),
+        )
+        # Then
+        assert demo.returncode == 1
+        assert demo.stderr == (
+            "error: no orders table in this database: is the reference fleet running? "
+            "Start it with `make up` or `fleet up --standins`\n"
+        )
+
+    def test_fleet_up_refuses_a_database_it_cannot_use(self, broker: Broker) -> None:
+        # Given / When
+        up = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "up",
+                "--url",
+                broker.amqp_url,
+                "--database-url",
+                "postgresql://postgres@127.0.0.1:5432/no_such_database_here",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=fleet_env(),
+        )
+        # Then
+        assert up.returncode == 1
+        assert up.stderr.startswith("error: cannot use the database")
+        assert "no_such_database_here" in up.stderr
