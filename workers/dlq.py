@@ -18,7 +18,7 @@ from pamqp.commands import Basic
 
 from topology.management import Management, PeekedMessage
 from topology.names import DEAD_SUFFIX, RETRY_INFIX, dead_letter_queue, is_derived, origin_queue
-from workers.errors import WorkerError
+from workers.errors import NotADeadLetterQueue
 from workers.runtime import headers as h
 from workers.runtime.connection import connect
 from workers.runtime.deadletter import copy_properties
@@ -34,10 +34,6 @@ RESET_HEADERS = (
     "x-first-death-reason",
     "x-delivery-count",
 )
-
-
-class NotADeadLetterQueue(WorkerError, ValueError):
-    """The queue named is not one fleet derives (`<queue>.dead` or `<queue>.retry.<delay>`)."""
 
 
 @dataclass(frozen=True)

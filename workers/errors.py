@@ -4,7 +4,8 @@
     ├── Retry              retry later: skips the in-process attempts, goes to the next delay tier
     ├── Reject             permanent: park in <queue>.dead at once with this reason
     ├── PublishFailed      a follow-on event was nacked or returned unroutable by the broker
-    └── WorkerNotFound     (also LookupError) the topology or module has no such worker
+    ├── WorkerNotFound     (also LookupError) the topology or module has no such worker
+    └── NotADeadLetterQueue (also ValueError) a queue named to `fleet dlq` is not one
 
 Any other exception from a handler is transient and retried.
 """
@@ -51,3 +52,7 @@ class PublishFailed(WorkerError):
 
 class WorkerNotFound(WorkerError, LookupError):
     """No worker of that name in the topology, or not in the module it names."""
+
+
+class NotADeadLetterQueue(WorkerError, ValueError):
+    """The queue named is not one fleet derives (`<queue>.dead` or `<queue>.retry.<delay>`)."""

@@ -7,6 +7,7 @@ A mistake prints one line on stderr, never a traceback.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from typing import Any
 
@@ -14,8 +15,7 @@ import click
 
 from contracts import ContractError
 from topology import BrokerUnreachable, TopologyInvalid, UnsafeChange
-from workers.dlq import NotADeadLetterQueue
-from workers.errors import WorkerError, WorkerNotFound
+from workers.errors import NotADeadLetterQueue, WorkerError, WorkerNotFound
 from workers.runtime.logging import configure_logging
 
 EXIT_OK = 0
@@ -23,8 +23,31 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+#: Command modules, imported only when their command runs: `fleet worker run`
+#: then never loads the HTTP client, the database driver or the other commands.
+COMMANDS = {
+    "contracts": "workers.cli.contracts",
+    "demo": "workers.cli.demo",
+    "dlq": "workers.cli.dlq",
+    "publish": "workers.cli.publish",
+    "saga": "workers.cli.saga",
+    "standins": "workers.cli.standins",
+    "topology": "workers.cli.topology",
+    "up": "workers.cli.up",
+    "worker": "workers.cli.worker",
+}
+
+
 class FleetGroup(click.Group):
     """A group that turns fleet's errors into one line on stderr and a meaningful exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(COMMANDS) | set(self.commands))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            importlib.import_module(COMMANDS[cmd_name])  # the module adds itself to `cli`
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -71,11 +94,11 @@ def cli(log_format: str, log_level: str) -> None:
 
 
 def _register_commands() -> None:
-    # Imported here so each module can import `cli` from this package.
-    from workers.cli import contracts, demo, dlq, publish, saga, standins, topology, up, worker  # noqa: F401
+    """Import every command module (for tests that invoke `cli` directly)."""
+    for module in COMMANDS.values():
+        importlib.import_module(module)
 
 
 def main() -> None:
     """Console-script entry point."""
-    _register_commands()
     cli(prog_name="fleet")

@@ -26,14 +26,13 @@ from topology import (
     TopologyInvalid,
     UnsafeChange,
     WorkerWiring,
-    apply,
     check_references,
     check_wiring,
     expand,
     load,
     mermaid,
-    survey,
 )
+from topology.apply import apply, survey
 from topology.plan import ChangeKind
 from workers.cli import EXIT_FAILURE, EXIT_OK, cli, fail
 from workers.cli.options import file_option, management_url_option, url_option

@@ -27,12 +27,14 @@ import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-import asyncpg
 import structlog
 
 from workers.runtime.outgoing import Outgoing, pack, unpack
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = structlog.get_logger("fleet.inbox")
 
@@ -260,6 +262,9 @@ class PostgresInbox:
         return self._pool
 
     async def start(self) -> None:
+        # Imported here: workers without a database never load the driver.
+        import asyncpg
+
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
         async with self._pool.acquire() as conn, conn.transaction():
             # Workers starting together must not race on CREATE TABLE.
@@ -327,6 +332,6 @@ class PostgresInbox:
                 deleted = await self.prune()
                 if deleted:
                     log.info("inbox.pruned", worker=self.worker, deleted=deleted)
-            except (OSError, asyncpg.PostgresError) as exc:
+            except Exception as exc:  # a failed prune must not stop the worker
                 log.warning("inbox.prune_failed", worker=self.worker, error=str(exc))
             await asyncio.sleep(self.prune_every.total_seconds())
