@@ -11,11 +11,14 @@ def start(batcher: AckBatcher, count: int) -> None:
 
 
 class TestAckBatcher:
-    def test_a_lone_delivery_is_acked_at_once(self) -> None:
-        """With nothing else in flight, finishing a delivery acks it immediately."""
+    def test_a_run_shorter_than_a_batch_waits_for_the_flush(self) -> None:
+        """Below the batch size nothing is sent until the caller flushes (shortly after)."""
         batcher = AckBatcher(batch=64, scatter_after=64)
         start(batcher, 1)
-        assert batcher.finished(1) == [(1, True)]
+        assert batcher.finished(1) == []
+        assert batcher.due
+        assert batcher.flush() == [(1, True)]
+        assert not batcher.due
 
     def test_a_contiguous_run_is_acked_with_one_multiple_ack(self) -> None:
         """Finished deliveries are gathered until the batch is full."""
@@ -41,9 +44,10 @@ class TestAckBatcher:
         assert batcher.finished(3) == []
         assert batcher.finished(4) == [(2, False), (3, False), (4, False)]
         assert batcher.finished(5) == []
-        # The head finishes: the multiple ack names 5 (still outstanding), never 4.
+        # The head finishes: the multiple ack names 6 (still outstanding), never 4.
         assert batcher.finished(1) == []
-        assert batcher.finished(6) == [(6, True)]
+        assert batcher.finished(6) == []
+        assert batcher.flush() == [(6, True)]
 
     def test_a_multiple_ack_never_names_a_tag_settled_individually(self) -> None:
         """When the top of the run was acked on its own, the ack names the tag below it."""
@@ -51,7 +55,8 @@ class TestAckBatcher:
         start(batcher, 3)
         assert batcher.finished(3) == [(3, False)]
         assert batcher.finished(2) == [(2, False)]
-        assert batcher.finished(1) == [(1, True)]
+        assert batcher.finished(1) == []
+        assert batcher.flush() == [(1, True)]
 
     def test_a_nacked_delivery_is_never_named_in_an_ack(self) -> None:
         """A delivery settled elsewhere (nack) lets the run advance past it silently."""
@@ -59,7 +64,8 @@ class TestAckBatcher:
         start(batcher, 3)
         assert batcher.finished(1) == []
         assert batcher.settled(2) == []
-        assert batcher.finished(3) == [(3, True)]
+        assert batcher.finished(3) == []
+        assert batcher.flush() == [(3, True)]
 
     def test_an_abandoned_delivery_is_never_acked(self) -> None:
         """At shutdown an unstarted delivery is left for the broker to requeue."""

@@ -6,7 +6,9 @@ a contiguous run of finished deliveries. When a slow delivery holds the run
 back and many behind it are done, those are acked one by one instead, so they
 stop holding prefetch slots.
 
-The batcher only decides; the caller sends the frames it returns, in order.
+The batcher only decides; the caller sends the frames it returns, in order,
+and calls `flush()` shortly after the last finished delivery (a run that
+never fills a batch must still be acked).
 """
 
 from __future__ import annotations
@@ -19,8 +21,7 @@ class AckBatcher:
     """Tracks one channel's deliveries and decides which ack frames to send.
 
     Args:
-        batch: finished deliveries gathered before a multiple ack goes out while
-            more work is in flight (when nothing is in flight, the ack goes at once).
+        batch: finished deliveries gathered before a multiple ack goes out.
         scatter_after: finished deliveries held behind an unfinished one before
             they are acked individually.
     """
@@ -60,7 +61,7 @@ class AckBatcher:
     def finished(self, tag: int) -> list[Frame]:
         """Mark a delivery finished; returns the ack frames to send now."""
         self._advance(tag)
-        if self._in_flight == 0 or self._floor - self._sent_upto >= self._batch:
+        if self._floor - self._sent_upto >= self._batch:
             return self.flush()
         if len(self._done) - len(self._scattered) >= self._scatter_after:
             return self._scatter()
@@ -71,7 +72,12 @@ class AckBatcher:
         self._advance(tag)
         if tag > self._sent_upto:
             self._scattered.add(tag)
-        return self.flush() if self._in_flight == 0 else _NONE
+        return _NONE
+
+    @property
+    def due(self) -> bool:
+        """Whether finished deliveries are waiting for their ack."""
+        return self._floor > self._sent_upto
 
     def flush(self) -> list[Frame]:
         """The ack covering the contiguous run of finished deliveries, if one is due."""

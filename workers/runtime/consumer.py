@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
+import aiormq
 import structlog
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
@@ -46,6 +47,11 @@ from workers.runtime.slots import Slots
 from workers.worker import Emitted, Handler, HandlerSpec, Worker
 
 log = structlog.get_logger("fleet.consumer")
+
+#: How long finished deliveries may wait for a batch to fill before they are
+#: acked anyway. Delivery to the handler is not delayed by it, only the
+#: release of the prefetch slots.
+ACK_DELAY = 0.002
 
 #: How long to wait before handing back a delivery that could not be settled
 #: (its dead-letter queue is missing, say), so a broken setup does not spin.
@@ -118,6 +124,8 @@ class Consumer:
         self._slots = Slots(concurrency)
         self._acks = AckBatcher(batch=ack_batch, scatter_after=max(ack_batch, concurrency))
         self._ack_lock = asyncio.Lock()
+        self._ack_timer: asyncio.TimerHandle | None = None
+        self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
         self._active = 0
         self._idle = asyncio.Event()
@@ -394,12 +402,34 @@ class Consumer:
 
     async def _send_acks(self, frames: list[Frame]) -> None:
         if not frames:
+            if self._ack_timer is None and self._acks.due:
+                loop = asyncio.get_running_loop()
+                self._ack_timer = loop.call_later(ACK_DELAY, self._flush_later)
             return
         # One sender at a time keeps ack frames in the order they were decided:
         # a multiple ack overtaken by an older one would name a settled tag.
         async with self._ack_lock:
             for tag, multiple in frames:
                 await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+
+    def _flush_later(self) -> None:
+        self._ack_timer = None
+        frames = self._acks.flush()
+        if frames:
+            task = asyncio.get_running_loop().create_task(self._send_acks_quietly(frames))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+
+    async def _send_acks_quietly(self, frames: list[Frame]) -> None:
+        try:
+            await self._send_acks(frames)
+        except (
+            ConnectionError,
+            aiormq.exceptions.AMQPError,
+            aiormq.exceptions.ChannelInvalidStateError,
+        ) as error:
+            # The channel is gone: the broker redelivers these and dedupe absorbs them.
+            log.warning("acks.unsent", queue=self.queue, frames=len(frames), error=str(error))
 
     async def drain(self, seconds: float) -> bool:
         """Stop starting new deliveries, wait for running ones, send the last acks.
@@ -413,6 +443,9 @@ class Consumer:
             finished = True
         except TimeoutError:
             finished = False
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         await self._send_acks(self._acks.flush())
         return finished
 
