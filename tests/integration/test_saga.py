@@ -116,6 +116,13 @@ class TestFulfilment:
         setup.report("saga-sigkill", summary, kills=kills, failed_starts=len(failed_starts))
         for failure in failed_starts:
             print(f"  a replacement failed to start: {failure}")
+        parked = await setup.query(
+            lambda db: db.fetch(
+                "SELECT worker, type, detail FROM fleet_events WHERE outcome = 'dead-lettered'"
+            )
+        )
+        for row in parked:
+            print(f"  dead-lettered by {row['worker']}: {row['type']} ({row['detail']})")
         assert kills >= 3
         assert counts.get("pending", 0) == 0
         assert_expected(orders, await setup.outcomes(orders))
