@@ -78,6 +78,10 @@ RETURNING started
 _PRUNE_ATTEMPTS = """
 DELETE FROM fleet_attempts WHERE worker = $1 AND last_at < now() - $2::interval
 """
+_SCHEMA_READY = """
+SELECT to_regclass('fleet_inbox') IS NOT NULL AND to_regclass('fleet_events') IS NOT NULL
+   AND to_regclass('fleet_attempts') IS NOT NULL AND to_regclass('fleet_events_age') IS NOT NULL
+"""
 _CLAIM = "INSERT INTO fleet_inbox (worker, message_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"
 _STORED = "SELECT follow_ons FROM fleet_inbox WHERE worker = $1 AND message_id = $2"
 _KEEP = "UPDATE fleet_inbox SET follow_ons = $3 WHERE worker = $1 AND message_id = $2"
@@ -266,10 +270,15 @@ class PostgresInbox:
         import asyncpg
 
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
-        async with self._pool.acquire() as conn, conn.transaction():
-            # Workers starting together must not race on CREATE TABLE.
-            await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleet_inbox'))")
-            await conn.execute(SCHEMA)
+        async with self._pool.acquire() as conn:
+            # Once the tables exist, touch nothing: CREATE INDEX IF NOT EXISTS
+            # still locks a table against writes, and running handlers of other
+            # processes would deadlock with it.
+            if not await conn.fetchval(_SCHEMA_READY):
+                async with conn.transaction():
+                    # Workers starting together must not race on CREATE TABLE.
+                    await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleet_inbox'))")
+                    await conn.execute(SCHEMA)
         self._pruner = asyncio.create_task(self._prune_periodically())
 
     async def close(self) -> None:
