@@ -6,6 +6,7 @@ Scenarios call `drain` (pre-fill, then time a consumer emptying the queue) or
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import sys
 import time
@@ -17,6 +18,9 @@ from tests.bench.broker import Queues
 from tests.bench.config import Config
 from tests.bench.process import Child, ChildFailed, RssSampler
 from tests.bench.protocol import Job, Outcome
+
+#: A drain whose queue depth has not moved for this long has stalled.
+STALL_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -88,7 +92,7 @@ class Bench:
             sampler = RssSampler(child.pid)
             sampler.start()
             child.go()
-            outcome = await child.result(self.timeout(job.expected))
+            outcome = await self._unless_stalled(child, job)
         finally:
             rss_peak = await sampler.stop() if sampler is not None else 0
             await child.stop()
@@ -98,3 +102,28 @@ class Bench:
                 f"{job.contender} consumed {outcome.count} of {job.expected}; {left} left in queue"
             )
         return Drained(outcome, rss_peak)
+
+    async def _unless_stalled(self, child: Child, job: Job) -> Outcome:
+        """The child's outcome; fails early when its queue stops draining.
+
+        A contender that stops consuming (a closed channel it does not notice,
+        say) would otherwise hold the run until its timeout. The depth is read
+        once a second: a passive declare, negligible next to the drain.
+        """
+        result = asyncio.ensure_future(child.result(self.timeout(job.expected)))
+        depth, since = -1, time.monotonic()
+        try:
+            while True:
+                done, _ = await asyncio.wait({result}, timeout=1.0)
+                if done:
+                    return result.result()
+                now = await self.queues.depth(job.queue)
+                if now != depth:
+                    depth, since = now, time.monotonic()
+                elif time.monotonic() - since > STALL_SECONDS:
+                    raise ChildFailed(
+                        f"{job.contender} stalled: {depth} messages ready in {job.queue!r}, "
+                        f"none taken for {STALL_SECONDS:.0f} s"
+                    )
+        finally:
+            result.cancel()
