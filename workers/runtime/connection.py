@@ -38,6 +38,8 @@ class Channels:
     connection: AbstractConnection
     consume: AbstractChannel
     publish: AbstractChannel
+    #: aio-pika's wrappers of the two, whose close callbacks say a channel died.
+    wrappers: tuple[aio_pika.abc.AbstractChannel, ...] = ()
 
 
 async def connect(url: str, *, name: str) -> AbstractConnection:
@@ -64,7 +66,9 @@ async def open_channels(connection: AbstractConnection, *, prefetch: int) -> Cha
     publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
     raw_consume = await consume.get_underlay_channel()
     await raw_consume.basic_qos(prefetch_count=prefetch)
-    return Channels(connection, raw_consume, await publish.get_underlay_channel())
+    return Channels(
+        connection, raw_consume, await publish.get_underlay_channel(), (consume, publish)
+    )
 
 
 @asynccontextmanager

@@ -16,7 +16,7 @@ unless something goes wrong.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -154,7 +154,7 @@ class Consumer:
                     return
                 failure = await self._process(message)
             if failure is None:
-                await self._send_acks(self._acks.finished(tag))
+                await self._acknowledge(self._acks.finished, tag)
             else:
                 await self._settle(message, *failure)
         except asyncio.CancelledError:
@@ -328,7 +328,9 @@ class Consumer:
             await asyncio.sleep(SETTLE_FAILURE_PAUSE)
             async with self._ack_lock:
                 await self._channel.basic_nack(tag, multiple=False, requeue=True, wait=False)
-            await self._send_acks(self._acks.settled(tag))
+                frames = self._acks.settled(tag)
+                for frame_tag, multiple in frames:
+                    await self._channel.basic_ack(frame_tag, multiple=multiple, wait=False)
             return
         if isinstance(decision, Recount):
             self.counters.recounted += 1
@@ -356,7 +358,7 @@ class Consumer:
             )
         if not isinstance(decision, Recount) and self._inbox is not None:
             await self._note_failure(message, message_id, decision)
-        await self._send_acks(self._acks.finished(tag))
+        await self._acknowledge(self._acks.finished, tag)
 
     async def _note_failure(
         self, message: DeliveredMessage, message_id: str, decision: Redeliver | Park
@@ -400,36 +402,37 @@ class Consumer:
 
     # -- acks and shutdown ----------------------------------------------------
 
-    async def _send_acks(self, frames: list[Frame]) -> None:
-        if not frames:
-            if self._ack_timer is None and self._acks.due:
-                loop = asyncio.get_running_loop()
-                self._ack_timer = loop.call_later(ACK_DELAY, self._flush_later)
-            return
-        # One sender at a time keeps ack frames in the order they were decided:
-        # a multiple ack overtaken by an older one would name a settled tag.
+    async def _acknowledge(self, decide: Callable[..., list[Frame]], *args: int) -> None:
+        """Decide the ack frames and send them, both under one lock.
+
+        Deciding outside the lock would let a newer multiple ack overtake an
+        older one, which then names a tag already settled: RabbitMQ closes the
+        channel for that (PRECONDITION_FAILED, unknown delivery tag).
+        """
         async with self._ack_lock:
-            for tag, multiple in frames:
+            for tag, multiple in decide(*args):
                 await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+        if self._ack_timer is None and self._acks.due:
+            loop = asyncio.get_running_loop()
+            self._ack_timer = loop.call_later(ACK_DELAY, self._flush_later)
 
     def _flush_later(self) -> None:
         self._ack_timer = None
-        frames = self._acks.flush()
-        if frames:
-            task = asyncio.get_running_loop().create_task(self._send_acks_quietly(frames))
+        if self._acks.due:
+            task = asyncio.get_running_loop().create_task(self._flush_quietly())
             self._background.add(task)
             task.add_done_callback(self._background.discard)
 
-    async def _send_acks_quietly(self, frames: list[Frame]) -> None:
+    async def _flush_quietly(self) -> None:
         try:
-            await self._send_acks(frames)
+            await self._acknowledge(self._acks.flush)
         except (
             ConnectionError,
             aiormq.exceptions.AMQPError,
             aiormq.exceptions.ChannelInvalidStateError,
         ) as error:
             # The channel is gone: the broker redelivers these and dedupe absorbs them.
-            log.warning("acks.unsent", queue=self.queue, frames=len(frames), error=str(error))
+            log.warning("acks.unsent", queue=self.queue, error=str(error))
 
     async def drain(self, seconds: float) -> bool:
         """Stop starting new deliveries, wait for running ones, send the last acks.
@@ -446,7 +449,7 @@ class Consumer:
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
-        await self._send_acks(self._acks.flush())
+        await self._acknowledge(self._acks.flush)
         return finished
 
     @property

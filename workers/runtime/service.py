@@ -27,6 +27,7 @@ from workers.worker import Resources, Worker
 log = structlog.get_logger("fleet.worker")
 
 MAX_RECONNECT_DELAY = 30.0
+MAX_POOL = 10
 
 
 @dataclass
@@ -76,7 +77,9 @@ class WorkerSettings:
             self.database_url,
             worker=self.name,
             retention=spec.inbox_retention.timedelta,
-            pool_size=self.concurrency + 2,
+            # Handlers beyond the pool wait for a connection; PostgreSQL's default
+            # max_connections (100) is shared by every worker process.
+            pool_size=min(self.concurrency + 2, MAX_POOL),
         )
 
 
@@ -161,6 +164,10 @@ async def _consume(
     connection.close_callbacks.add(lambda *_: lost.set())
     await _check_queues(connection, settings)
     channels = await open_channels(connection, prefetch=settings.prefetch)
+    # A channel the broker closed (a precondition failure, say) is as good as a
+    # lost connection: reconnect rather than sit on a dead consumer.
+    for wrapper in channels.wrappers:
+        wrapper.close_callbacks.add(lambda *_: lost.set())
     consumer = Consumer(
         worker=settings.worker,
         queue=spec.queue,
