@@ -144,6 +144,33 @@ def check_references(topology: Topology) -> list[Problem]:
                     "warning",
                 )
             )
+    problems += _ingress_problems(topology)
+    return problems
+
+
+#: Paths the ingress answers itself.
+RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
+
+
+def _ingress_problems(topology: Topology) -> list[Problem]:
+    """Each route's path is absolute and free, and its exchange is declared.
+
+    Whether its contract exists is checked where contracts are imported (the CLI).
+    """
+    problems: list[Problem] = []
+    exchanges = sorted(topology.exchanges)
+    for path, route in topology.ingress.routes.items():
+        where = f"ingress.routes.{path}"
+        if not path.startswith("/"):
+            problems.append(Problem(where, "a route's path starts with '/'"))
+        elif path in RESERVED_PATHS:
+            problems.append(Problem(where, f"{path} is served by the ingress itself"))
+        if route.exchange not in topology.exchanges:
+            problems.append(
+                Problem(
+                    f"{where}.exchange", f"unknown exchange {route.exchange!r}{_known(exchanges)}"
+                )
+            )
     return problems
 
 

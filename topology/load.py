@@ -19,7 +19,7 @@ import yaml
 from topology.check import check_references
 from topology.duration import Duration
 from topology.errors import TopologyInvalid
-from topology.model import Exchange, Queue, Topology, WorkerSpec
+from topology.model import Exchange, Ingress, IngressRoute, Queue, Topology, WorkerSpec
 from topology.problems import Problem, errors
 
 DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
@@ -30,6 +30,8 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "queues": Queue,
     "workers": WorkerSpec,
 }
+#: Top-level keys besides the name → spec sections.
+_OTHER_KEYS = ("version", "ingress")
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Topology:
@@ -72,19 +74,48 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         return None, [Problem("", f"expected a mapping at the top level, got {_kind(data)}")]
     problems: list[Problem] = []
     for key in data:
-        if key not in (*_SECTIONS, "version"):
-            problems.append(
-                Problem(str(key), f"unknown section (valid: version, {', '.join(_SECTIONS)})")
-            )
+        if key not in (*_SECTIONS, *_OTHER_KEYS):
+            valid = ", ".join(["version", *_SECTIONS, "ingress"])
+            problems.append(Problem(str(key), f"unknown section (valid: {valid})"))
     if data.get("version", 1) != 1:
         problems.append(Problem("version", f"unsupported version {data['version']!r} (valid: 1)"))
     sections: dict[str, dict[str, Any]] = {}
     for section, spec in _SECTIONS.items():
         sections[section] = _convert_section(section, data.get(section) or {}, spec, problems)
     topology = Topology(
-        exchanges=sections["exchanges"], queues=sections["queues"], workers=sections["workers"]
+        exchanges=sections["exchanges"],
+        queues=sections["queues"],
+        workers=sections["workers"],
+        ingress=_convert_ingress(data.get("ingress") or {}, problems),
     )
     return topology, problems
+
+
+def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:
+    """`ingress:` holds `routes:`, converted route by route like the other sections."""
+    if not isinstance(data, Mapping):
+        problems.append(Problem("ingress", f"expected a mapping with 'routes', got {_kind(data)}"))
+        return Ingress()
+    for key in data:
+        if key != "routes":
+            problems.append(Problem(f"ingress.{key}", "unknown field (valid: routes)"))
+    routes: dict[str, IngressRoute] = {}
+    entries = data.get("routes") or {}
+    if not isinstance(entries, Mapping):
+        problems.append(
+            Problem("ingress.routes", f"expected a mapping of path to route, got {_kind(entries)}")
+        )
+        return Ingress()
+    for path, body in entries.items():
+        where = f"ingress.routes.{path}"
+        if not isinstance(path, str) or not path:
+            problems.append(Problem(where, "paths must be non-empty strings"))
+            continue
+        try:
+            routes[path] = msgspec.convert(body if body is not None else {}, IngressRoute)
+        except msgspec.ValidationError as exc:
+            problems.append(_validation_problem(where, IngressRoute, str(exc)))
+    return Ingress(routes=routes)
 
 
 def _convert_section(

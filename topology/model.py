@@ -113,6 +113,42 @@ class WorkerSpec(_Spec, frozen=True):
     inbox_retention: Duration = Duration(7 * 86_400_000)
 
 
+#: The ingress's default body limit: 1 MiB.
+DEFAULT_MAX_BODY = 1024 * 1024
+
+IngressAuthType = Literal["bearer", "standard-webhooks"]
+
+
+class IngressAuth(_Spec, frozen=True):
+    """How an ingress route checks its callers: a bearer token or Standard Webhooks.
+
+    `secrets_env` names environment variables holding the valid secrets; any
+    of them is accepted, so a secret can be rotated without downtime.
+    """
+
+    type: IngressAuthType
+    secrets_env: Annotated[list[str], msgspec.Meta(min_length=1)]
+
+
+class IngressRoute(_Spec, frozen=True):
+    """An HTTP path whose POSTed JSON becomes one event of `contract`."""
+
+    contract: str
+    exchange: str
+    version: Positive = 1
+    # Default: the contract's own routing key.
+    routing_key: str | None = None
+    auth: IngressAuth | None = None
+    # Bytes; a larger body is refused with 413 before it is read.
+    max_body: Positive = DEFAULT_MAX_BODY
+
+
+class Ingress(_Spec, frozen=True):
+    """The HTTP ingress (`fleet ingress run`): path → route."""
+
+    routes: dict[str, IngressRoute] = {}
+
+
 class Topology(_Spec, frozen=True):
     """A whole topology file."""
 
@@ -120,6 +156,7 @@ class Topology(_Spec, frozen=True):
     exchanges: dict[str, Exchange] = {}
     queues: dict[str, Queue] = {}
     workers: dict[str, WorkerSpec] = {}
+    ingress: Ingress = msgspec.field(default_factory=Ingress)
 
     def worker(self, name: str) -> WorkerSpec:
         """The spec of one worker.
