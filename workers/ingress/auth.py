@@ -1,0 +1,124 @@
+"""Caller authentication for ingress routes: bearer tokens and Standard Webhooks.
+
+Every comparison is constant-time, and each check accepts any of several
+secrets, so a secret is rotated by adding the new one before removing the old.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import time
+from collections.abc import Mapping, Sequence
+
+from topology.model import IngressAuth
+
+#: How far a Standard Webhooks timestamp may be from now, either way (seconds).
+TOLERANCE_SECONDS = 300
+SECRET_PREFIX = "whsec_"
+
+
+class Unauthorized(Exception):
+    """The request's credentials are missing or wrong (HTTP 401)."""
+
+
+class MissingSecret(Exception):
+    """None of a route's secret environment variables is set."""
+
+
+def secrets_from_env(auth: IngressAuth, environ: Mapping[str, str] | None = None) -> list[str]:
+    """The secrets a route accepts: the set, non-empty variables of `secrets_env`.
+
+    Raises:
+        MissingSecret: none of them is set.
+    """
+    env = os.environ if environ is None else environ
+    secrets = [env[name] for name in auth.secrets_env if env.get(name)]
+    if not secrets:
+        raise MissingSecret(
+            f"none of the environment variables {', '.join(auth.secrets_env)} is set"
+        )
+    return secrets
+
+
+def check_bearer(authorization: str | None, secrets: Sequence[str]) -> None:
+    """Accept ``Authorization: Bearer <token>`` when the token is one of `secrets`.
+
+    Raises:
+        Unauthorized: the header is missing, malformed, or holds another token.
+    """
+    if not authorization:
+        raise Unauthorized("missing Authorization header")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("expected 'Authorization: Bearer <token>'")
+    given = token.strip().encode()
+    # Compare against every secret (no early exit), so timing says nothing.
+    matched = False
+    for secret in secrets:
+        matched |= hmac.compare_digest(given, secret.encode())
+    if not matched:
+        raise Unauthorized("invalid bearer token")
+
+
+def sign_standard_webhooks(secret: str, message_id: str, timestamp: int | str, body: bytes) -> str:
+    """The ``v1,<base64>`` signature Standard Webhooks defines for one message."""
+    key = webhook_key(secret)
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(digest).decode()
+
+
+def verify_standard_webhooks(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    now: float | None = None,
+    tolerance: int = TOLERANCE_SECONDS,
+) -> str:
+    """Check a Standard Webhooks request; return its `webhook-id`.
+
+    Raises:
+        Unauthorized: a header is missing, the timestamp is outside the
+            tolerance, or no signature matches any secret.
+    """
+    message_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    if not message_id or not timestamp or not signatures:
+        raise Unauthorized(
+            "missing Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature)"
+        )
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise Unauthorized("webhook-timestamp is not an integer") from None
+    current = time.time() if now is None else now
+    if abs(current - sent) > tolerance:
+        raise Unauthorized("webhook-timestamp is too old or in the future")
+    given = [s.partition(",")[2].encode() for s in signatures.split() if s.startswith("v1,")]
+    matched = False
+    for secret in secrets:
+        expected = sign_standard_webhooks(secret, message_id, timestamp, body).partition(",")[2]
+        for signature in given:
+            matched |= hmac.compare_digest(signature, expected.encode())
+    if not matched:
+        raise Unauthorized("no valid webhook-signature")
+    return message_id
+
+
+def webhook_key(secret: str) -> bytes:
+    """The HMAC key of a Standard Webhooks secret: the base64 after ``whsec_``.
+
+    Raises:
+        MissingSecret: the secret is not valid base64.
+    """
+    raw = secret.removeprefix(SECRET_PREFIX)
+    try:
+        return base64.b64decode(raw, validate=True)
+    except binascii.Error:
+        raise MissingSecret("a Standard Webhooks secret is not valid base64") from None
