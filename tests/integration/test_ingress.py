@@ -1,0 +1,272 @@
+"""The HTTP ingress against a real broker: a real HTTP client posts, the event lands in a queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aio_pika
+import httpx
+import pytest
+from aiohttp.test_utils import TestServer
+
+import contracts.fulfilment  # noqa: F401  (registers OrderPlaced)
+from contracts import default_registry
+from tests.conftest import Broker
+from tests.integration.conftest import order
+from topology import loads
+from topology.apply import apply
+from workers.ingress.app import make_app
+from workers.ingress.auth import sign_standard_webhooks
+from workers.ingress.broker import BrokerLink
+from workers.ingress.routes import resolve_routes
+from workers.testing import collect
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+TOPOLOGY = """
+exchanges:
+  orders: {}
+queues:
+  seen:
+    type: classic
+    bind: [{exchange: orders, routing_key: order.placed}]
+ingress:
+  routes:
+    /orders: {contract: OrderPlaced, exchange: orders, max_body: 4096}
+    /nowhere: {contract: OrderPlaced, exchange: orders, routing_key: order.lost}
+    /secure:
+      contract: OrderPlaced
+      exchange: orders
+      auth: {type: bearer, secrets_env: [INGRESS_TOKEN_NEW, INGRESS_TOKEN]}
+    /hooks:
+      contract: OrderPlaced
+      exchange: orders
+      auth: {type: standard-webhooks, secrets_env: [INGRESS_HOOK_SECRET]}
+"""
+ENV = {"INGRESS_TOKEN": "s3cret", "INGRESS_HOOK_SECRET": SECRET}
+
+
+@dataclass
+class Ingress:
+    http: httpx.AsyncClient
+    link: BrokerLink
+
+
+async def start(url: str) -> tuple[Ingress, TestServer, asyncio.Task[None], asyncio.Event]:
+    topology = loads(TOPOLOGY)
+    link = BrokerLink(url, max_backoff=0.2)
+    stop = asyncio.Event()
+    keeper = asyncio.create_task(link.run(stop))
+    server = TestServer(make_app(resolve_routes(topology, default_registry, ENV), link))
+    await server.start_server()
+    http = httpx.AsyncClient(base_url=str(server.make_url("")), timeout=10)
+    return Ingress(http, link), server, keeper, stop
+
+
+@pytest.fixture
+async def ingress(broker: Broker) -> AsyncIterator[Ingress]:
+    """The ingress on a free loopback port, its topology applied to the test's vhost."""
+    await apply(loads(TOPOLOGY), broker.amqp_url, management_url=broker.management_url)
+    running, server, keeper, stop = await start(broker.amqp_url)
+    await asyncio.wait_for(running.link.connected.wait(), 10)
+    yield running
+    await running.http.aclose()
+    await server.close()
+    stop.set()
+    await keeper
+
+
+async def depth(url: str, queue: str = "seen") -> int:
+    """Messages ready in `queue` now (a passive declare, no stats delay)."""
+    connection = await aio_pika.connect(url)
+    try:
+        channel = await connection.channel()
+        declared = await channel.declare_queue(queue, passive=True)
+        return declared.declaration_result.message_count or 0
+    finally:
+        await connection.close()
+
+
+class TestAccepted:
+    """A valid post is confirmed by the broker, then answered 202."""
+
+    async def test_a_valid_post_is_published_in_the_wire_format(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        # Given
+        body = order("o-1")
+        # When
+        response = await ingress.http.post(
+            "/orders", json=body, headers={"X-Correlation-Id": "saga-7"}
+        )
+        # Then: 202 only after the confirm, so the message is already queued
+        assert response.status_code == 202, response.text
+        message_id = response.json()["message_id"]
+        assert await depth(broker.amqp_url) == 1
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert received.type == "OrderPlaced"
+        assert received.message_id == message_id
+        assert received.correlation_id == "saga-7"
+        assert received.headers["version"] == 1
+        assert received.routing_key == "order.placed"
+        assert received.json() == {**body, "currency": "EUR"}  # the contract's default
+
+    async def test_the_idempotency_key_becomes_the_message_id(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        # When
+        response = await ingress.http.post(
+            "/orders", json=order("o-2"), headers={"Idempotency-Key": "order-o-2"}
+        )
+        # Then
+        assert response.status_code == 202
+        assert response.json() == {"message_id": "order-o-2"}
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert (received.message_id, received.correlation_id) == ("order-o-2", "order-o-2")
+
+    async def test_a_signed_webhook_uses_its_webhook_id(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        # Given
+        body = json.dumps(order("o-3")).encode()
+        now = int(time.time())
+        signature = sign_standard_webhooks(SECRET, "msg_1", now, body)
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": "msg_1",
+            "webhook-timestamp": str(now),
+            "webhook-signature": signature,
+        }
+        # When
+        response = await ingress.http.post("/hooks", content=body, headers=headers)
+        # Then
+        assert response.status_code == 202, response.text
+        assert response.json() == {"message_id": "msg_1"}
+
+    async def test_a_rotated_bearer_token_is_accepted(self, ingress: Ingress) -> None:
+        response = await ingress.http.post(
+            "/secure", json=order("o-4"), headers={"Authorization": "Bearer s3cret"}
+        )
+        assert response.status_code == 202, response.text
+
+
+class TestRefused:
+    """Bad input gets its status and a JSON error, and nothing is published."""
+
+    @pytest.mark.parametrize(
+        ("content", "status", "error", "path"),
+        [
+            (b'{"order_id": ', 400, "malformed JSON", ""),
+            (
+                json.dumps({**order("o-5"), "lines": [{"sku": "a", "qty": "2"}]}).encode(),
+                400,
+                "expected int, got str",
+                "lines[0].qty",
+            ),
+            (b"x" * 5000, 413, "exceeds 4096 bytes", None),
+        ],
+    )
+    async def test_bad_bodies(
+        self,
+        ingress: Ingress,
+        broker: Broker,
+        content: bytes,
+        status: int,
+        error: str,
+        path: str | None,
+    ) -> None:
+        # When
+        response = await ingress.http.post(
+            "/orders", content=content, headers={"Content-Type": "application/json"}
+        )
+        # Then
+        assert response.status_code == status, response.text
+        assert error in response.json()["error"]
+        if path is not None:
+            assert response.json()["path"] == path
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_a_body_streamed_without_length_is_cut_at_the_limit(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b" " * 1000
+
+        response = await ingress.http.post(
+            "/orders", content=chunks(), headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 413
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_wrong_content_type(self, ingress: Ingress, broker: Broker) -> None:
+        response = await ingress.http.post("/orders", content=b"order_id=o-1")
+        assert response.status_code == 415
+        assert "application/json" in response.json()["error"]
+        assert await depth(broker.amqp_url) == 0
+
+    @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic czNjcmV0"])
+    async def test_bad_bearer(self, ingress: Ingress, broker: Broker, header: str | None) -> None:
+        headers = {"Authorization": header} if header else {}
+        response = await ingress.http.post("/secure", json=order("o-6"), headers=headers)
+        assert response.status_code == 401
+        assert response.json()["error"]
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_bad_webhook_signature(self, ingress: Ingress, broker: Broker) -> None:
+        body = json.dumps(order("o-7")).encode()
+        now = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": "msg_2",
+            "webhook-timestamp": str(now),
+            "webhook-signature": sign_standard_webhooks(SECRET, "msg_2", now - 1, body),
+        }
+        response = await ingress.http.post("/hooks", content=body, headers=headers)
+        assert response.status_code == 401
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_unroutable_is_a_502(self, ingress: Ingress, broker: Broker) -> None:
+        response = await ingress.http.post("/nowhere", json=order("o-8"))
+        assert response.status_code == 502
+        assert "order.lost" in response.json()["error"]
+        # The ingress keeps serving afterwards.
+        assert (await ingress.http.post("/orders", json=order("o-9"))).status_code == 202
+
+    async def test_unknown_path_and_method(self, ingress: Ingress) -> None:
+        missing = await ingress.http.post("/order", json={})
+        assert missing.status_code == 404
+        assert missing.json() == {"error": "no route /order"}
+        wrong = await ingress.http.get("/orders")
+        assert wrong.status_code == 405
+
+
+class TestHealth:
+    async def test_healthz_and_readyz_while_connected(self, ingress: Ingress) -> None:
+        assert (await ingress.http.get("/healthz")).status_code == 200
+        assert (await ingress.http.get("/readyz")).status_code == 200
+
+    async def test_broker_unreachable_is_503_and_not_ready(self) -> None:
+        # Given: a broker URL on a port nothing listens on
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        running, server, keeper, stop = await start(f"amqp://guest:guest@127.0.0.1:{port}/")
+        try:
+            await asyncio.sleep(0.1)
+            # When / Then
+            assert (await running.http.get("/healthz")).status_code == 200
+            ready = await running.http.get("/readyz")
+            assert ready.status_code == 503
+            posted = await running.http.post("/orders", json=order("o-10"))
+            assert posted.status_code == 503
+            assert "unreachable" in posted.json()["error"]
+        finally:
+            await running.http.aclose()
+            await server.close()
+            stop.set()
+            await keeper

@@ -1,0 +1,65 @@
+"""The topology's ingress routes resolved for serving: contract types and secrets."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from contracts import Event, Registry, UnknownEventType
+from topology import Topology
+from topology.model import IngressAuthType
+from workers.ingress.auth import MissingSecret, secrets_from_env, webhook_key
+
+
+class IngressConfigError(Exception):
+    """A route cannot be served: unknown contract, or its secrets are not set."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """One path, ready to serve."""
+
+    path: str
+    event_type: type[Event]
+    exchange: str
+    routing_key: str
+    max_body: int
+    auth: IngressAuthType | None = None
+    secrets: tuple[str, ...] = ()
+
+
+def resolve_routes(
+    topology: Topology, registry: Registry, environ: Mapping[str, str] | None = None
+) -> dict[str, Route]:
+    """Every ingress route of `topology` with its contract type and secrets.
+
+    Raises:
+        IngressConfigError: naming the route's path, for the first route that
+            cannot be served.
+    """
+    routes: dict[str, Route] = {}
+    for path, spec in topology.ingress.routes.items():
+        where = f"ingress.routes.{path}"
+        try:
+            event_type = registry.lookup(spec.contract, spec.version)
+        except UnknownEventType as exc:
+            raise IngressConfigError(f"{where}.contract: {exc}") from None
+        secrets: tuple[str, ...] = ()
+        if spec.auth is not None:
+            try:
+                secrets = tuple(secrets_from_env(spec.auth, environ))
+                if spec.auth.type == "standard-webhooks":
+                    for secret in secrets:
+                        webhook_key(secret)
+            except MissingSecret as exc:
+                raise IngressConfigError(f"{where}.auth: {exc}") from None
+        routes[path] = Route(
+            path=path,
+            event_type=event_type,
+            exchange=spec.exchange,
+            routing_key=spec.routing_key or event_type.__routing_key__,
+            max_body=spec.max_body,
+            auth=spec.auth.type if spec.auth is not None else None,
+            secrets=secrets,
+        )
+    return routes
