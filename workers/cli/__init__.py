@@ -29,6 +29,7 @@ COMMANDS = {
     "contracts": "workers.cli.contracts",
     "demo": "workers.cli.demo",
     "dlq": "workers.cli.dlq",
+    "ingress": "workers.cli.ingress",
     "publish": "workers.cli.publish",
     "saga": "workers.cli.saga",
     "standins": "workers.cli.standins",
