@@ -177,8 +177,14 @@ class Fleet:
             counts = await self.query(audit.status_counts, ids)
         return counts
 
-    async def wait_quiet(self, seconds: float, *, queues: tuple[str, ...] = ()) -> None:
-        """Until the timeline stops growing and the work queues are empty."""
+    async def wait_quiet(
+        self, seconds: float, *, queues: tuple[str, ...] = (), still: float = 1.5
+    ) -> None:
+        """Until the timeline has not grown for `still` seconds and the work queues are empty.
+
+        `still` must outlast the slowest injected answer: a handler waiting on a
+        slow HTTP call adds nothing to the timeline while its delivery is unacked.
+        """
         names = [*WORKERS, *queues]
         deadline = time.monotonic() + seconds
         last, still_since = -1, time.monotonic()
@@ -187,7 +193,7 @@ class Fleet:
             depths = [await queue_depth(self.broker.amqp_url, q) for q in names]
             if rows != last or any(depths):
                 last, still_since = rows, time.monotonic()
-            elif time.monotonic() - still_since > 1.5:
+            elif time.monotonic() - still_since > still:
                 return
             await asyncio.sleep(0.25)
 

@@ -166,7 +166,9 @@ class TestDeadlines:
         orders = hanging + late + normal
         setup.place(orders)
         counts = await setup.wait_finished(orders, seconds=30)
-        await setup.wait_quiet(40, queues=("order-deadlines",))
+        # Quiet for longer than the HTTP timeout (5 s): no booking or charge is
+        # still in flight when the late events arrive.
+        await setup.wait_quiet(60, queues=("order-deadlines",), still=6)
         outcomes = await setup.outcomes(orders)
         assert counts.get("pending", 0) == 0
         assert_expected(hanging + late, outcomes)
