@@ -116,11 +116,12 @@ class WorkerSpec(_Spec, frozen=True):
 #: The ingress's default body limit: 1 MiB.
 DEFAULT_MAX_BODY = 1024 * 1024
 
-IngressAuthType = Literal["bearer", "standard-webhooks"]
+IngressAuthType = Literal["bearer", "standard-webhooks", "github"]
 
 
 class IngressAuth(_Spec, frozen=True):
-    """How an ingress route checks its callers: a bearer token or Standard Webhooks.
+    """How an ingress route checks its callers: a bearer token, Standard Webhooks
+    signatures, or GitHub's X-Hub-Signature-256.
 
     `secrets_env` names environment variables holding the valid secrets; any
     of them is accepted, so a secret can be rotated without downtime.

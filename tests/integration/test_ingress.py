@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import socket
 import time
@@ -46,8 +48,12 @@ ingress:
       contract: OrderPlaced
       exchange: orders
       auth: {type: standard-webhooks, secrets_env: [INGRESS_HOOK_SECRET]}
+    /github:
+      contract: OrderPlaced
+      exchange: orders
+      auth: {type: github, secrets_env: [INGRESS_GITHUB_SECRET]}
 """
-ENV = {"INGRESS_TOKEN": "s3cret", "INGRESS_HOOK_SECRET": SECRET}
+ENV = {"INGRESS_TOKEN": "s3cret", "INGRESS_HOOK_SECRET": SECRET, "INGRESS_GITHUB_SECRET": "gh"}
 
 
 @dataclass
@@ -146,6 +152,27 @@ class TestAccepted:
         # Then
         assert response.status_code == 202, response.text
         assert response.json() == {"message_id": "msg_1"}
+
+    async def test_a_github_delivery_is_verified_and_its_delivery_id_kept(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """X-Hub-Signature-256 checks out; a redelivery keeps the same message id."""
+        body = json.dumps(order("o-gh")).encode()
+        signature = "sha256=" + hmac.new(b"gh", body, hashlib.sha256).hexdigest()
+        headers = {
+            "Content-Type": "application/json",
+            "X-Hub-Signature-256": signature,
+            "X-GitHub-Delivery": "gh-delivery-1",
+        }
+        first = await ingress.http.post("/github", content=body, headers=headers)
+        again = await ingress.http.post("/github", content=body, headers=headers)
+        forged = await ingress.http.post(
+            "/github", content=body, headers={**headers, "X-Hub-Signature-256": "sha256=00"}
+        )
+        assert first.status_code == again.status_code == 202, first.text
+        assert first.json() == again.json() == {"message_id": "gh-delivery-1"}
+        assert forged.status_code == 401
+        assert await depth(broker.amqp_url) == 2  # the broker keeps both; consumers dedupe
 
     async def test_a_rotated_bearer_token_is_accepted(self, ingress: Ingress) -> None:
         response = await ingress.http.post(

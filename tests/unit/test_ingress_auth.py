@@ -8,6 +8,7 @@ from workers.ingress.auth import (
     Unauthorized,
     check_bearer,
     sign_standard_webhooks,
+    verify_github,
     verify_standard_webhooks,
 )
 
@@ -89,3 +90,29 @@ def test_bearer_accepts_any_current_secret() -> None:
 def test_bearer_refuses(header: str | None, reason: str) -> None:
     with pytest.raises(Unauthorized, match=reason):
         check_bearer(header, ["token"])
+
+
+class TestGitHub:
+    SECRET = "It's a Secret to Everybody"
+    # GitHub's published example ("Validating webhook deliveries").
+    SIGNATURE = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+
+    def test_the_published_example_verifies_and_yields_the_delivery_id(self) -> None:
+        """GitHub's example payload and secret give its example signature."""
+        headers = {"X-Hub-Signature-256": self.SIGNATURE, "X-GitHub-Delivery": "d-1"}
+        assert verify_github(headers, b"Hello, World!", ["old", self.SECRET]) == "d-1"
+
+    @pytest.mark.parametrize(
+        ("headers", "body"),
+        [
+            ({}, b"Hello, World!"),
+            ({"X-Hub-Signature-256": SIGNATURE.replace("sha256=", "sha1=")}, b"Hello, World!"),
+            ({"X-Hub-Signature-256": SIGNATURE}, b"Hello, World?"),
+        ],
+    )
+    def test_missing_malformed_or_wrong_signatures_are_refused(
+        self, headers: dict[str, str], body: bytes
+    ) -> None:
+        """No header, another scheme, or a changed body: refused."""
+        with pytest.raises(Unauthorized):
+            verify_github(headers, body, [self.SECRET])

@@ -66,7 +66,7 @@ def test_a_file_without_ingress_has_no_routes() -> None:
         (
             "{contract: OrderPlaced, exchange: orders, auth: {type: basic, secrets_env: [A]}}",
             "ingress.routes./orders.auth.type: invalid enum value 'basic' "
-            "(valid: bearer, standard-webhooks)",
+            "(valid: bearer, standard-webhooks, github)",
         ),
         (
             "{contract: OrderPlaced, exchange: orders, auth: {type: bearer, secrets_env: []}}",

@@ -17,7 +17,12 @@ from aiohttp import web
 
 from contracts import InvalidPayload, decode
 from workers.errors import PublishFailed
-from workers.ingress.auth import Unauthorized, check_bearer, verify_standard_webhooks
+from workers.ingress.auth import (
+    Unauthorized,
+    check_bearer,
+    verify_github,
+    verify_standard_webhooks,
+)
 from workers.ingress.broker import BrokerDown, BrokerLink
 from workers.ingress.routes import Route
 from workers.runtime.outgoing import outgoing_event
@@ -98,6 +103,8 @@ async def accept(request: web.Request, route: Route) -> web.Response:
         delivery_id = _authenticate(
             lambda: verify_standard_webhooks(request.headers, body, route.secrets)
         )
+    elif route.auth == "github":
+        delivery_id = _authenticate(lambda: verify_github(request.headers, body, route.secrets))
     try:
         event = decode(route.event_type, body)
     except InvalidPayload as exc:

@@ -1,4 +1,5 @@
-"""Caller authentication for ingress routes: bearer tokens and Standard Webhooks.
+"""Caller authentication for ingress routes: bearer tokens, Standard Webhooks and
+GitHub webhook signatures.
 
 Every comparison is constant-time, and each check accepts any of several
 secrets, so a secret is rotated by adding the new one before removing the old.
@@ -122,3 +123,30 @@ def webhook_key(secret: str) -> bytes:
         return base64.b64decode(raw, validate=True)
     except binascii.Error:
         raise MissingSecret("a Standard Webhooks secret is not valid base64") from None
+
+
+GITHUB_PREFIX = "sha256="
+
+
+def verify_github(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> str | None:
+    """Check GitHub's ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``.
+
+    Returns:
+        The delivery id (``X-GitHub-Delivery``), which becomes the message id, so
+        GitHub's redelivery of the same event is the same message.
+
+    Raises:
+        Unauthorized: the signature is missing, malformed, or made with another secret.
+    """
+    given = headers.get("X-Hub-Signature-256")
+    if not given:
+        raise Unauthorized("missing X-Hub-Signature-256 header")
+    if not given.startswith(GITHUB_PREFIX):
+        raise Unauthorized("X-Hub-Signature-256 must start with 'sha256='")
+    matched = False
+    for secret in secrets:
+        expected = GITHUB_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        matched |= hmac.compare_digest(given.encode(), expected.encode())
+    if not matched:
+        raise Unauthorized("invalid X-Hub-Signature-256 signature")
+    return headers.get("X-GitHub-Delivery") or None
