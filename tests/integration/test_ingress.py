@@ -10,6 +10,7 @@ import socket
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import httpx
@@ -297,3 +298,45 @@ class TestHealth:
             await server.close()
             stop.set()
             await keeper
+
+    async def test_broker_down_is_503_and_broker_back_is_202_again(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """While RabbitMQ is stopped nothing is accepted; once it is back, posts are again."""
+        before = await ingress.http.post("/orders", json=order("o-before"))
+        assert before.status_code == 202
+        try:
+            await _rabbitmqctl("stop_app")
+            down = await _until(ingress, lambda r: r.status_code == 503)
+            posted = await ingress.http.post("/orders", json=order("o-down"))
+            assert down.status_code == 503
+            assert posted.status_code == 503
+        finally:
+            await _rabbitmqctl("start_app")
+            await _rabbitmqctl("await_startup")
+        ready = await _until(ingress, lambda r: r.status_code == 200, seconds=60)
+        assert ready.status_code == 200
+        after = await ingress.http.post("/orders", json=order("o-after"))
+        assert after.status_code == 202, after.text
+        # The durable queue kept the confirmed events; the refused one was never published.
+        assert await depth(broker.amqp_url) == 2
+
+
+async def _rabbitmqctl(command: str) -> None:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        command,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert await process.wait() == 0, command
+
+
+async def _until(ingress: Ingress, done: Any, seconds: float = 30) -> httpx.Response:
+    """Poll /readyz until `done(response)` or time is up; the last response."""
+    deadline = time.monotonic() + seconds
+    response = await ingress.http.get("/readyz")
+    while not done(response) and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+        response = await ingress.http.get("/readyz")
+    return response
