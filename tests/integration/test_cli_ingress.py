@@ -15,7 +15,7 @@ import httpx
 
 from tests.conftest import Broker
 from tests.integration.conftest import order
-from tests.integration.test_ingress import TOPOLOGY, depth
+from tests.integration.test_ingress import ENV, TOPOLOGY, depth
 from topology import loads
 from topology.apply import apply
 
@@ -46,7 +46,7 @@ def test_ingress_run_serves_until_sigterm(broker: Broker, tmp_path: Path) -> Non
     path = tmp_path / "fleet.yaml"
     path.write_text(TOPOLOGY)
     port = free_port()
-    env = {"INGRESS_TOKEN": "t", "INGRESS_HOOK_SECRET": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}
+    env = dict(ENV)  # every route's secrets, as the in-process tests use them
     process = fleet(
         "ingress", "run", "--port", str(port), "--file", str(path), "--url", broker.amqp_url,
         env=env,
