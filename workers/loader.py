@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
+import os
+import sys
 
-from topology import WorkerSpec
+from topology import WorkerSpec, load
 from workers.errors import WorkerNotFound
 from workers.worker import Worker
 
@@ -51,3 +54,19 @@ def load_exception_classes(name: str, dotted: list[str]) -> tuple[type[BaseExcep
             )
         classes.append(found)
     return tuple(classes)
+
+
+def import_contracts(topology_file: str | None) -> None:
+    """Register the reference contracts and those the topology's workers import.
+
+    For commands that take events by wire name (`publish`, `ingress`); a worker
+    module that fails to import is left out, not fatal.
+    """
+    import contracts.fulfilment  # noqa: F401
+
+    sys.path.insert(0, os.getcwd())
+    with contextlib.suppress(Exception):
+        topology = load(topology_file)
+        for name, spec in topology.workers.items():
+            with contextlib.suppress(Exception):
+                load_worker(name, spec)

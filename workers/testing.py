@@ -232,3 +232,15 @@ async def queue_depth(url: str, queue: str) -> int:
         return declared.declaration_result.message_count or 0
     finally:
         await connection.close()
+
+
+async def rabbitmqctl(*commands: str) -> None:
+    """Run `rabbitmqctl COMMAND` for each command in turn (``"stop_app"``,
+    ``"start_app"``, ``"await_startup"``), failing on the first that fails."""
+    for command in commands:
+        process = await asyncio.create_subprocess_exec(
+            "rabbitmqctl", command,
+            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        if await process.wait() != 0:
+            raise RuntimeError(f"rabbitmqctl {command} failed")

@@ -26,7 +26,7 @@ from tests.integration.conftest import ROOT, PikaPublisher, order
 from topology import load
 from topology.apply import apply
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect, queue_depth
+from workers.testing import WorkerProcess, collect, queue_depth, rabbitmqctl
 
 TOPOLOGY = """
 exchanges:
@@ -227,8 +227,7 @@ class TestBrokerRestart:
         workers = [setup.worker().start() for _ in range(2)]
         try:
             await _wait_until(lambda: setup.effects(), lambda e: e[1] > 0, 30)
-            for command in ("stop_app", "start_app", "await_startup"):
-                subprocess.run(["rabbitmqctl", command], check=True, capture_output=True)
+            await rabbitmqctl("stop_app", "start_app", "await_startup")
 
             async def consuming() -> list[int]:
                 return [len(w.events("worker.consuming")) for w in workers]

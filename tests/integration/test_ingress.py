@@ -27,7 +27,7 @@ from workers.ingress.app import make_app
 from workers.ingress.auth import sign_standard_webhooks
 from workers.ingress.broker import BrokerLink
 from workers.ingress.routes import resolve_routes
-from workers.testing import collect
+from workers.testing import collect, rabbitmqctl
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOPOLOGY = """
@@ -306,30 +306,19 @@ class TestHealth:
         before = await ingress.http.post("/orders", json=order("o-before"))
         assert before.status_code == 202
         try:
-            await _rabbitmqctl("stop_app")
+            await rabbitmqctl("stop_app")
             down = await _until(ingress, lambda r: r.status_code == 503)
             posted = await ingress.http.post("/orders", json=order("o-down"))
             assert down.status_code == 503
             assert posted.status_code == 503
         finally:
-            await _rabbitmqctl("start_app")
-            await _rabbitmqctl("await_startup")
+            await rabbitmqctl("start_app", "await_startup")
         ready = await _until(ingress, lambda r: r.status_code == 200, seconds=60)
         assert ready.status_code == 200
         after = await ingress.http.post("/orders", json=order("o-after"))
         assert after.status_code == 202, after.text
         # The durable queue kept the confirmed events; the refused one was never published.
         assert await depth(broker.amqp_url) == 2
-
-
-async def _rabbitmqctl(command: str) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        command,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert await process.wait() == 0, command
 
 
 async def _until(ingress: Ingress, done: Any, seconds: float = 30) -> httpx.Response:

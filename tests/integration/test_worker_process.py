@@ -4,7 +4,6 @@ poison messages parked with their reasons."""
 
 from __future__ import annotations
 
-import asyncio
 import signal
 from collections import Counter
 
@@ -13,7 +12,7 @@ import pytest
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher, order
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect, queue_depth
+from workers.testing import WorkerProcess, collect, queue_depth, rabbitmqctl
 
 
 def worker(broker: Broker, path: object, **kwargs: object) -> WorkerProcess:
@@ -228,22 +227,10 @@ class TestBrokerRestart:
             pika_publisher.publish("orders", "order.placed", order("before"), message_id="m-before")
             assert len(await collect(broker.amqp_url, "answers", 1)) == 1
             pika_publisher.close()
-            await _restart_broker()
+            await rabbitmqctl("stop_app", "start_app", "await_startup")
             after = PikaPublisher(broker.amqp_url)
             after.publish("orders", "order.placed", order("after"), message_id="m-after")
             after.close()
             [answer] = await collect(broker.amqp_url, "answers", 1, seconds=60)
             assert len(process.events("worker.consuming")) >= 2
         assert answer.json()["order_id"] == "after"
-
-
-async def _restart_broker() -> None:
-    for command in (
-        ["rabbitmqctl", "stop_app"],
-        ["rabbitmqctl", "start_app"],
-        ["rabbitmqctl", "await_startup"],
-    ):
-        proc = await asyncio.create_subprocess_exec(
-            *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
-        )
-        assert await proc.wait() == 0, command

@@ -7,8 +7,8 @@ import click
 from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
 from workers.cli.options import file_option, url_option
-from workers.cli.publish import _import_contracts
 from workers.ingress.routes import IngressConfigError, resolve_routes
+from workers.loader import import_contracts
 from workers.runtime.loop import run
 from workers.runtime.shutdown import Shutdown
 
@@ -47,7 +47,7 @@ def run_command(host: str, port: int, topology_file: str | None, url: str) -> No
     from contracts import default_registry
     from workers.ingress.serve import serve
 
-    _import_contracts(topology_file)
+    import_contracts(topology_file)
     topology = load(topology_file)
     if not topology.ingress.routes:
         fail("the topology declares no ingress routes (add ingress.routes)", EXIT_USAGE)

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sys
 import uuid
 
 import click
 import msgspec
 
 from contracts import InvalidPayload, decode, default_registry
-from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
 from workers.cli.options import file_option, url_option
-from workers.loader import load_worker
+from workers.loader import import_contracts
 from workers.runtime.connection import publishing_channel
 from workers.runtime.loop import run
 from workers.runtime.outgoing import outgoing_event
@@ -75,7 +71,7 @@ def publish(
     and waits for the broker's confirm, so an event no queue receives is an
     error, not a silent loss. Prints the message id.
     """
-    _import_contracts(topology_file)
+    import_contracts(topology_file)
     event_type = default_registry.lookup(type_name, version)
     body = _read_payload(payload)
     try:
@@ -110,15 +106,3 @@ def _read_payload(payload: str) -> bytes:
         except OSError as exc:
             fail(f"cannot read {payload[1:]}: {exc.strerror}", EXIT_USAGE)
     return payload.encode()
-
-
-def _import_contracts(topology_file: str | None) -> None:
-    """Register the reference contracts and those the topology's workers import."""
-    import contracts.fulfilment  # noqa: F401
-
-    sys.path.insert(0, os.getcwd())
-    with contextlib.suppress(Exception):
-        topology = load(topology_file)
-        for name, spec in topology.workers.items():
-            with contextlib.suppress(Exception):
-                load_worker(name, spec)

@@ -136,13 +136,14 @@ class Consumer:
 
     async def on_message(self, message: DeliveredMessage) -> None:
         """aiormq's consumer callback: runs in its own task per delivery."""
-        tag = cast(int, cast(Basic.Deliver, message.delivery).delivery_tag)
+        delivery = cast(Basic.Deliver, message.delivery)
+        tag = cast(int, delivery.delivery_tag)
         self._acks.received()
         self._active += 1
         self._idle.clear()
         try:
             # A redelivered message may have crashed the last process: it runs alone.
-            suspect = cast(Basic.Deliver, message.delivery).redelivered or (
+            suspect = delivery.redelivered or (
                 self._count_redeliveries
                 and h.DELIVERIES in (message.header.properties.headers or {})
             )
