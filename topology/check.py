@@ -7,6 +7,7 @@ so this module never imports worker code.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 
 import msgspec
@@ -169,6 +170,23 @@ def _ingress_problems(topology: Topology) -> list[Problem]:
             problems.append(
                 Problem(
                     f"{where}.exchange", f"unknown exchange {route.exchange!r}{_known(exchanges)}"
+                )
+            )
+        for i, entry in enumerate(route.allow_ips):
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                problems.append(
+                    Problem(
+                        f"{where}.allow_ips[{i}]",
+                        f"{entry!r} is not an IP address or CIDR block (like 10.0.0.0/8)",
+                    )
+                )
+        if route.reply is not None and route.reply.exchange not in topology.exchanges:
+            problems.append(
+                Problem(
+                    f"{where}.reply.exchange",
+                    f"unknown exchange {route.reply.exchange!r}{_known(exchanges)}",
                 )
             )
     return problems

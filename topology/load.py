@@ -112,7 +112,9 @@ def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:
             problems.append(Problem(where, "paths must be non-empty strings"))
             continue
         try:
-            routes[path] = msgspec.convert(body if body is not None else {}, IngressRoute)
+            routes[path] = msgspec.convert(
+                body if body is not None else {}, IngressRoute, dec_hook=_dec_hook
+            )
         except msgspec.ValidationError as exc:
             problems.append(_validation_problem(where, IngressRoute, str(exc)))
     return Ingress(routes=routes)

@@ -116,12 +116,12 @@ class WorkerSpec(_Spec, frozen=True):
 #: The ingress's default body limit: 1 MiB.
 DEFAULT_MAX_BODY = 1024 * 1024
 
-IngressAuthType = Literal["bearer", "standard-webhooks", "github"]
+IngressAuthType = Literal["bearer", "standard-webhooks", "github", "stripe"]
 
 
 class IngressAuth(_Spec, frozen=True):
     """How an ingress route checks its callers: a bearer token, Standard Webhooks
-    signatures, or GitHub's X-Hub-Signature-256.
+    signatures, GitHub's X-Hub-Signature-256 or Stripe's Stripe-Signature.
 
     `secrets_env` names environment variables holding the valid secrets; any
     of them is accepted, so a secret can be rotated without downtime.
@@ -129,6 +129,15 @@ class IngressAuth(_Spec, frozen=True):
 
     type: IngressAuthType
     secrets_env: Annotated[list[str], msgspec.Meta(min_length=1)]
+
+
+class IngressReply(_Spec, frozen=True):
+    """Synchronous mode: after publishing, wait for one of `events` carrying the
+    request's correlation id on `exchange`, and answer with it (504 after `timeout`)."""
+
+    events: Annotated[list[str], msgspec.Meta(min_length=1)]
+    exchange: str
+    timeout: Duration = Duration(10_000)
 
 
 class IngressRoute(_Spec, frozen=True):
@@ -142,6 +151,12 @@ class IngressRoute(_Spec, frozen=True):
     auth: IngressAuth | None = None
     # Bytes; a larger body is refused with 413 before it is read.
     max_body: Positive = DEFAULT_MAX_BODY
+    # Addresses or CIDR blocks allowed to post (403 for others); empty: anyone.
+    allow_ips: list[str] = []
+    # How long a caller-given id (Idempotency-Key, webhook-id, X-GitHub-Delivery,
+    # Stripe event id) is remembered: a repeat is answered, not published again.
+    dedupe_window: Duration = Duration(86_400_000)
+    reply: IngressReply | None = None
 
 
 class Ingress(_Spec, frozen=True):

@@ -23,10 +23,10 @@ from tests.conftest import Broker
 from tests.integration.conftest import order
 from topology import loads
 from topology.apply import apply
-from workers.ingress.app import make_app
-from workers.ingress.auth import sign_standard_webhooks
+from workers.ingress.auth import sign_standard_webhooks, sign_stripe
 from workers.ingress.broker import BrokerLink
 from workers.ingress.routes import resolve_routes
+from workers.ingress.serve import assemble
 from workers.testing import collect, rabbitmqctl
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -53,8 +53,19 @@ ingress:
       contract: OrderPlaced
       exchange: orders
       auth: {type: github, secrets_env: [INGRESS_GITHUB_SECRET]}
+    /stripe:
+      contract: OrderPlaced
+      exchange: orders
+      auth: {type: stripe, secrets_env: [INGRESS_STRIPE_SECRET]}
+    /loopback: {contract: OrderPlaced, exchange: orders, allow_ips: [127.0.0.0/8, "::1"]}
+    /office: {contract: OrderPlaced, exchange: orders, allow_ips: [10.20.0.0/16]}
 """
-ENV = {"INGRESS_TOKEN": "s3cret", "INGRESS_HOOK_SECRET": SECRET, "INGRESS_GITHUB_SECRET": "gh"}
+ENV = {
+    "INGRESS_TOKEN": "s3cret",
+    "INGRESS_HOOK_SECRET": SECRET,
+    "INGRESS_GITHUB_SECRET": "gh",
+    "INGRESS_STRIPE_SECRET": "whsec_stripe_test",
+}
 
 
 @dataclass
@@ -65,10 +76,10 @@ class Ingress:
 
 async def start(url: str) -> tuple[Ingress, TestServer, asyncio.Task[None], asyncio.Event]:
     topology = loads(TOPOLOGY)
-    link = BrokerLink(url, max_backoff=0.2)
+    app, link = assemble(resolve_routes(topology, default_registry, ENV), url, max_backoff=0.2)
     stop = asyncio.Event()
     keeper = asyncio.create_task(link.run(stop))
-    server = TestServer(make_app(resolve_routes(topology, default_registry, ENV), link))
+    server = TestServer(app)
     await server.start_server()
     http = httpx.AsyncClient(base_url=str(server.make_url("")), timeout=10)
     return Ingress(http, link), server, keeper, stop
@@ -157,7 +168,7 @@ class TestAccepted:
     async def test_a_github_delivery_is_verified_and_its_delivery_id_kept(
         self, ingress: Ingress, broker: Broker
     ) -> None:
-        """X-Hub-Signature-256 checks out; a redelivery keeps the same message id."""
+        """X-Hub-Signature-256 checks out; GitHub's redelivery is answered, not republished."""
         body = json.dumps(order("o-gh")).encode()
         signature = "sha256=" + hmac.new(b"gh", body, hashlib.sha256).hexdigest()
         headers = {
@@ -170,10 +181,33 @@ class TestAccepted:
         forged = await ingress.http.post(
             "/github", content=body, headers={**headers, "X-Hub-Signature-256": "sha256=00"}
         )
-        assert first.status_code == again.status_code == 202, first.text
-        assert first.json() == again.json() == {"message_id": "gh-delivery-1"}
+        assert first.status_code == 202, first.text
+        assert first.json() == {"message_id": "gh-delivery-1"}
+        assert again.status_code == 200
+        assert again.json() == {"message_id": "gh-delivery-1", "duplicate": True}
         assert forged.status_code == 401
-        assert await depth(broker.amqp_url) == 2  # the broker keeps both; consumers dedupe
+        assert await depth(broker.amqp_url) == 1
+
+    async def test_a_stripe_event_is_verified_and_its_event_id_kept(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """Stripe-Signature checks out, and Stripe's retry (signed anew) is not republished."""
+        body = json.dumps({**order("o-st"), "id": "evt_1NG8Du2eZvKYlo2C"}).encode()
+        first = await ingress.http.post("/stripe", content=body, headers=stripe_headers(body))
+        retry = await ingress.http.post(
+            "/stripe", content=body, headers=stripe_headers(body, at=int(time.time()) + 5)
+        )
+        assert first.status_code == 202, first.text
+        assert first.json() == {"message_id": "evt_1NG8Du2eZvKYlo2C"}
+        assert retry.status_code == 200
+        assert retry.json()["duplicate"] is True
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert received.message_id == "evt_1NG8Du2eZvKYlo2C"
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_an_allowed_address_may_post(self, ingress: Ingress) -> None:
+        response = await ingress.http.post("/loopback", json=order("o-lo"))
+        assert response.status_code == 202, response.text
 
     async def test_a_rotated_bearer_token_is_accepted(self, ingress: Ingress) -> None:
         response = await ingress.http.post(
@@ -258,6 +292,89 @@ class TestRefused:
         assert response.status_code == 401
         assert await depth(broker.amqp_url) == 0
 
+    async def test_a_stale_webhook_timestamp(self, ingress: Ingress, broker: Broker) -> None:
+        body = json.dumps(order("o-old")).encode()
+        then = int(time.time()) - 600
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": "msg_old",
+            "webhook-timestamp": str(then),
+            "webhook-signature": sign_standard_webhooks(SECRET, "msg_old", then, body),
+        }
+        response = await ingress.http.post("/hooks", content=body, headers=headers)
+        assert response.status_code == 401
+        assert "too old" in response.json()["error"]
+        assert await depth(broker.amqp_url) == 0
+
+    @pytest.mark.parametrize(
+        ("case", "reason"),
+        [
+            ("stale", "too old"),
+            ("forged", "no valid v1 signature"),
+            ("missing", "missing Stripe-Signature"),
+        ],
+    )
+    async def test_bad_stripe_signatures(
+        self, ingress: Ingress, broker: Broker, case: str, reason: str
+    ) -> None:
+        body = json.dumps({**order("o-st2"), "id": "evt_2"}).encode()
+        headers = {
+            "stale": stripe_headers(body, at=int(time.time()) - 301),
+            "forged": stripe_headers(body, secret="whsec_other"),
+            "missing": {"Content-Type": "application/json"},
+        }[case]
+        response = await ingress.http.post("/stripe", content=body, headers=headers)
+        assert response.status_code == 401
+        assert reason in response.json()["error"]
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_a_replayed_webhook_id_is_not_published_again(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """The same signed request sent twice: one event. The id with another body: 422."""
+        body = json.dumps(order("o-rp")).encode()
+        now = int(time.time())
+        headers = {
+            "Content-Type": "application/json",
+            "webhook-id": "msg_rp",
+            "webhook-timestamp": str(now),
+            "webhook-signature": sign_standard_webhooks(SECRET, "msg_rp", now, body),
+        }
+        first = await ingress.http.post("/hooks", content=body, headers=headers)
+        replayed = await ingress.http.post("/hooks", content=body, headers=headers)
+        other = json.dumps(order("o-rp-2")).encode()
+        reused = await ingress.http.post(
+            "/hooks",
+            content=other,
+            headers={
+                **headers,
+                "webhook-signature": sign_standard_webhooks(SECRET, "msg_rp", now, other),
+            },
+        )
+        assert first.status_code == 202, first.text
+        assert (replayed.status_code, replayed.json()["duplicate"]) == (200, True)
+        assert reused.status_code == 422
+        assert "different body" in reused.json()["error"]
+        assert await depth(broker.amqp_url) == 1
+
+    async def test_a_reused_idempotency_key_is_not_published_again(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        key = {"Idempotency-Key": "order-o-ik"}
+        first = await ingress.http.post("/orders", json=order("o-ik"), headers=key)
+        again = await ingress.http.post("/orders", json=order("o-ik"), headers=key)
+        changed = await ingress.http.post("/orders", json=order("o-ik", qty=2), headers=key)
+        assert (first.status_code, again.status_code, changed.status_code) == (202, 200, 422)
+        assert await depth(broker.amqp_url) == 1
+
+    async def test_an_address_off_the_allow_list_is_forbidden(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        response = await ingress.http.post("/office", json=order("o-off"))
+        assert response.status_code == 403
+        assert "127.0.0.1 is not allowed" in response.json()["error"]
+        assert await depth(broker.amqp_url) == 0
+
     async def test_unroutable_is_a_502(self, ingress: Ingress, broker: Broker) -> None:
         response = await ingress.http.post("/nowhere", json=order("o-8"))
         assert response.status_code == 502
@@ -319,6 +436,17 @@ class TestHealth:
         assert after.status_code == 202, after.text
         # The durable queue kept the confirmed events; the refused one was never published.
         assert await depth(broker.amqp_url) == 2
+
+
+def stripe_headers(
+    body: bytes, *, at: int | None = None, secret: str = "whsec_stripe_test"
+) -> dict[str, str]:
+    """What Stripe sends: ``t=<time>,v1=<hex HMAC of "t.body">``."""
+    timestamp = int(time.time()) if at is None else at
+    return {
+        "Content-Type": "application/json",
+        "Stripe-Signature": f"t={timestamp},v1={sign_stripe(secret, timestamp, body)}",
+    }
 
 
 async def _until(ingress: Ingress, done: Any, seconds: float = 30) -> httpx.Response:

@@ -1,15 +1,24 @@
-"""Ingress authentication: Standard Webhooks against the spec's example, and bearer tokens."""
+"""Ingress authentication: Standard Webhooks against the spec's example, GitHub's
+published example, Stripe against Stripe's own library, bearer tokens, allow-lists."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+import stripe
 
 from workers.ingress.auth import (
+    Forbidden,
     Unauthorized,
     check_bearer,
+    check_ip,
+    parse_networks,
     sign_standard_webhooks,
+    sign_stripe,
     verify_github,
     verify_standard_webhooks,
+    verify_stripe,
 )
 
 # The example values published with the Standard Webhooks specification.
@@ -116,3 +125,82 @@ class TestGitHub:
         """No header, another scheme, or a changed body: refused."""
         with pytest.raises(Unauthorized):
             verify_github(headers, body, [self.SECRET])
+
+
+class TestStripe:
+    """Stripe-Signature, checked against Stripe's own Python library both ways."""
+
+    SECRET = "whsec_test_7Hq0n3Jm"
+    PAYLOAD = b'{\n  "id": "evt_test_webhook",\n  "object": "event"\n}'
+    NOW = 1_700_000_000
+
+    def header_from_stripe(self, secret: str, timestamp: int) -> str:
+        signature = stripe.WebhookSignature._compute_signature(
+            f"{timestamp}.{self.PAYLOAD.decode()}", secret
+        )
+        return f"t={timestamp},v1={signature}"
+
+    def test_a_header_signed_by_stripes_library_verifies(self) -> None:
+        header = self.header_from_stripe(self.SECRET, self.NOW)
+        verify_stripe(
+            {"Stripe-Signature": header}, self.PAYLOAD, ["whsec_old", self.SECRET], now=self.NOW
+        )
+
+    def test_stripes_library_accepts_our_signature(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        header = f"t={self.NOW},v1={sign_stripe(self.SECRET, self.NOW, self.PAYLOAD)}"
+        # Stripe's check reads the clock: pin it so the fixed timestamp is current.
+        monkeypatch.setattr(time, "time", lambda: float(self.NOW))
+        assert stripe.WebhookSignature.verify_header(
+            self.PAYLOAD.decode(), header, self.SECRET, tolerance=300
+        )
+
+    def test_any_of_several_v1_signatures_and_other_schemes_are_ignored(self) -> None:
+        good = self.header_from_stripe(self.SECRET, self.NOW).partition(",v1=")[2]
+        header = f"t={self.NOW},v0=abc,v1={'0' * 64},v1={good}"
+        verify_stripe({"Stripe-Signature": header}, self.PAYLOAD, [self.SECRET], now=self.NOW)
+
+    @pytest.mark.parametrize(
+        ("header", "now", "reason"),
+        [
+            (None, NOW, "missing Stripe-Signature"),
+            ("v1=abc", NOW, "t=<timestamp> and v1="),
+            ("t=soon,v1=abc", NOW, "not an integer"),
+            ("stale", NOW + 301, "too old"),
+            ("stale", NOW - 301, "in the future"),
+            ("wrong-secret", NOW, "no valid v1 signature"),
+        ],
+    )
+    def test_refusals(self, header: str | None, now: int, reason: str) -> None:
+        if header == "stale":
+            header = self.header_from_stripe(self.SECRET, self.NOW)
+        elif header == "wrong-secret":
+            header = self.header_from_stripe("whsec_other", self.NOW)
+        given = {} if header is None else {"Stripe-Signature": header}
+        with pytest.raises(Unauthorized, match=reason):
+            verify_stripe(given, self.PAYLOAD, [self.SECRET], now=now)
+
+    def test_a_changed_body_is_refused(self) -> None:
+        header = self.header_from_stripe(self.SECRET, self.NOW)
+        with pytest.raises(Unauthorized):
+            verify_stripe(
+                {"Stripe-Signature": header}, self.PAYLOAD + b" ", [self.SECRET], now=self.NOW
+            )
+
+
+class TestAllowList:
+    NETWORKS = parse_networks(["10.0.0.0/8", "192.168.1.7", "2001:db8::/32"])
+
+    @pytest.mark.parametrize(
+        "remote", ["10.1.2.3", "192.168.1.7", "2001:db8::1", "::ffff:10.9.9.9"]
+    )
+    def test_addresses_inside_are_allowed(self, remote: str) -> None:
+        check_ip(remote, self.NETWORKS)
+
+    @pytest.mark.parametrize("remote", ["127.0.0.1", "192.168.1.8", "2001:db9::1", None, "host"])
+    def test_addresses_outside_or_unknown_are_forbidden(self, remote: str | None) -> None:
+        with pytest.raises(Forbidden):
+            check_ip(remote, self.NETWORKS)
+
+    def test_a_bad_entry_is_named(self) -> None:
+        with pytest.raises(ValueError, match=r"'10\.0\.0\.300' is not an IP address or CIDR block"):
+            parse_networks(["10.0.0.300"])

@@ -48,6 +48,33 @@ ingress:
     assert (hooked.routing_key, hooked.max_body) == ("order.placed.web", 2048)
 
 
+def test_a_synchronous_route_with_an_allow_list_loads() -> None:
+    topology = loads(
+        EXCHANGES
+        + """
+ingress:
+  routes:
+    /quotes:
+      contract: OrderPlaced
+      exchange: orders
+      allow_ips: [10.0.0.0/8, 127.0.0.1]
+      dedupe_window: 1h
+      reply: {events: [OrderConfirmed, OrderCancelled], exchange: orders, timeout: 3s}
+"""
+    )
+    route = topology.ingress.routes["/quotes"]
+    assert route.allow_ips == ["10.0.0.0/8", "127.0.0.1"]
+    assert route.dedupe_window.ms == 3_600_000
+    assert route.reply is not None
+    assert (route.reply.events, route.reply.timeout.ms) == (
+        ["OrderConfirmed", "OrderCancelled"],
+        3000,
+    )
+    default = loads(EXCHANGES + "ingress: {routes: {/o: {contract: A, exchange: orders}}}\n")
+    assert default.ingress.routes["/o"].reply is None
+    assert default.ingress.routes["/o"].dedupe_window.ms == 86_400_000
+
+
 def test_a_file_without_ingress_has_no_routes() -> None:
     assert loads(EXCHANGES).ingress.routes == {}
 
@@ -66,7 +93,7 @@ def test_a_file_without_ingress_has_no_routes() -> None:
         (
             "{contract: OrderPlaced, exchange: orders, auth: {type: basic, secrets_env: [A]}}",
             "ingress.routes./orders.auth.type: invalid enum value 'basic' "
-            "(valid: bearer, standard-webhooks, github)",
+            "(valid: bearer, standard-webhooks, github, stripe)",
         ),
         (
             "{contract: OrderPlaced, exchange: orders, auth: {type: bearer, secrets_env: []}}",
@@ -75,7 +102,23 @@ def test_a_file_without_ingress_has_no_routes() -> None:
         (
             "{contract: OrderPlaced, exchange: orders, mandatory: true}",
             "ingress.routes./orders: object contains unknown field 'mandatory' (valid: contract, "
-            "exchange, version, routing_key, auth, max_body)",
+            "exchange, version, routing_key, auth, max_body, allow_ips, dedupe_window, reply)",
+        ),
+        (
+            "{contract: OrderPlaced, exchange: orders, allow_ips: [10.0.0.0/8, office]}",
+            "ingress.routes./orders.allow_ips[1]: 'office' is not an IP address or CIDR block",
+        ),
+        (
+            "{contract: OrderPlaced, exchange: orders, reply: {events: [], exchange: orders}}",
+            "ingress.routes./orders.reply.events: expected 'array' of length >= 1",
+        ),
+        (
+            "{contract: OrderPlaced, exchange: orders, reply: {events: [A], exchange: out}}",
+            "ingress.routes./orders.reply.exchange: unknown exchange 'out' (known: orders)",
+        ),
+        (
+            "{contract: OrderPlaced, exchange: orders, dedupe_window: forever}",
+            "ingress.routes./orders.dedupe_window: invalid duration 'forever'",
         ),
     ],
 )

@@ -1,12 +1,15 @@
 """The aiohttp application: each route's POST becomes one confirmed event.
 
-A request is checked in order (content type 415, size 413, credentials 401,
-contract 400) and only then published; the answer is 202 only after the
-broker confirmed the event without returning it.
+A request is checked in order (caller address 403, content type 415, size 413,
+credentials 401, contract 400, caller-given id reuse 409/422) and only then
+published; the answer is 202 only after the broker confirmed the event without
+returning it. A synchronous route then waits for the answering event (200) or
+gives up (504).
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 from typing import TypeVar
@@ -18,14 +21,19 @@ from aiohttp import web
 from contracts import InvalidPayload, decode
 from workers.errors import PublishFailed
 from workers.ingress.auth import (
+    Forbidden,
     Unauthorized,
     check_bearer,
+    check_ip,
     verify_github,
     verify_standard_webhooks,
+    verify_stripe,
 )
 from workers.ingress.broker import BrokerDown, BrokerLink
+from workers.ingress.dedupe import RecentIds, Seen
+from workers.ingress.replies import AlreadyWaiting, ReplyListener
 from workers.ingress.routes import Route
-from workers.runtime.outgoing import outgoing_event
+from workers.runtime.outgoing import Outgoing, outgoing_event
 
 log = structlog.get_logger("fleet.ingress")
 
@@ -37,13 +45,22 @@ T = TypeVar("T")
 
 LINK: web.AppKey[BrokerLink] = web.AppKey("link", BrokerLink)
 ROUTES: web.AppKey[dict[str, Route]] = web.AppKey("routes", dict)
+RECENT: web.AppKey[RecentIds] = web.AppKey("recent", RecentIds)
+REPLIES: web.AppKey[ReplyListener] = web.AppKey("replies", ReplyListener)
 
 
-def make_app(routes: dict[str, Route], link: BrokerLink) -> web.Application:
-    """The ingress application: `routes`, `/healthz`, `/readyz`, JSON 404s."""
+def make_app(
+    routes: dict[str, Route], link: BrokerLink, replies: ReplyListener | None = None
+) -> web.Application:
+    """The ingress application: `routes`, `/healthz`, `/readyz`, JSON 404s.
+
+    Synchronous routes need `replies`, attached to `link` through its `on_open`.
+    """
     app = web.Application()
     app[LINK] = link
     app[ROUTES] = routes
+    app[RECENT] = RecentIds()
+    app[REPLIES] = replies if replies is not None else ReplyListener({})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_route("*", "/{tail:.*}", dispatch)
@@ -91,6 +108,11 @@ class _Refused(Exception):
 
 async def accept(request: web.Request, route: Route) -> web.Response:
     """Check, decode, publish, and answer 202 once the broker confirmed."""
+    if route.networks:
+        try:
+            check_ip(request.remote, route.networks)
+        except Forbidden as exc:
+            return error(403, str(exc))
     if request.content_type != JSON:
         return error(415, f"expected Content-Type {JSON}, got {request.content_type}")
     if request.content_length is not None and request.content_length > route.max_body:
@@ -98,18 +120,13 @@ async def accept(request: web.Request, route: Route) -> web.Response:
     if route.auth == "bearer":
         _authenticate(lambda: check_bearer(request.headers.get("Authorization"), route.secrets))
     body = await _read(request, route.max_body)
-    delivery_id: str | None = None
-    if route.auth == "standard-webhooks":
-        delivery_id = _authenticate(
-            lambda: verify_standard_webhooks(request.headers, body, route.secrets)
-        )
-    elif route.auth == "github":
-        delivery_id = _authenticate(lambda: verify_github(request.headers, body, route.secrets))
+    delivery_id = _verify_signature(request, route, body)
     try:
         event = decode(route.event_type, body)
     except InvalidPayload as exc:
         return error(400, exc.detail, path=exc.path)
-    message_id = request.headers.get("Idempotency-Key") or delivery_id or uuid.uuid4().hex
+    given_id = request.headers.get("Idempotency-Key") or delivery_id
+    message_id = given_id or uuid.uuid4().hex
     correlation_id = request.headers.get("X-Correlation-Id") or message_id
     for name, value in (("Idempotency-Key", message_id), ("X-Correlation-Id", correlation_id)):
         if len(value.encode()) > MAX_ID_BYTES:
@@ -123,6 +140,91 @@ async def accept(request: web.Request, route: Route) -> web.Response:
     )
     if message.routing_key != route.routing_key:
         message = msgspec.structs.replace(message, routing_key=route.routing_key)
+    if given_id is None:
+        return await _publish(request, route, message)
+    recent = request.app[RECENT]
+    seen = recent.begin(route.path, message_id, body, route.dedupe_window)
+    if seen is not Seen.NEW:
+        return _repeated(seen, route, message_id)
+    response = await _publish(request, route, message)
+    if response.status < 300:
+        recent.accepted(route.path, message_id)
+    else:
+        recent.abandon(route.path, message_id)
+    return response
+
+
+def _verify_signature(request: web.Request, route: Route, body: bytes) -> str | None:
+    """Check a signed webhook; its delivery id, which becomes the message id."""
+    headers = request.headers
+    if route.auth == "standard-webhooks":
+        return _authenticate(lambda: verify_standard_webhooks(headers, body, route.secrets))
+    if route.auth == "github":
+        return _authenticate(lambda: verify_github(headers, body, route.secrets))
+    if route.auth == "stripe":
+        _authenticate(lambda: verify_stripe(headers, body, route.secrets))
+        return _stripe_event_id(body)
+    return None
+
+
+class _StripeEvent(msgspec.Struct):
+    id: str | None = None
+
+
+def _stripe_event_id(body: bytes) -> str | None:
+    """The Stripe event id (``evt_...``), the same on every retry of one event."""
+    try:
+        return msgspec.json.decode(body, type=_StripeEvent).id
+    except msgspec.DecodeError:
+        return None  # the contract's decode reports what is wrong
+
+
+def _repeated(seen: Seen, route: Route, message_id: str) -> web.Response:
+    """The answer to a request whose id was seen within the route's dedupe window."""
+    if seen is Seen.DUPLICATE:
+        log.info("ingress.duplicate", path=route.path, message_id=message_id)
+        return web.json_response({"message_id": message_id, "duplicate": True}, status=200)
+    if seen is Seen.CONFLICT:
+        return error(
+            422,
+            f"id {message_id!r} was already used for a different body",
+            message_id=message_id,
+        )
+    return error(409, f"a request with id {message_id!r} is in progress", message_id=message_id)
+
+
+async def _publish(request: web.Request, route: Route, message: Outgoing) -> web.Response:
+    """Publish with a confirm (and, on a synchronous route, wait for the answer)."""
+    if route.reply is None:
+        return await _confirmed(request, route, message)
+    try:
+        with request.app[REPLIES].expect(message.correlation_id, route.reply.types) as answer:
+            published = await _confirmed(request, route, message)
+            if published.status != 202:
+                return published
+            try:
+                got = await asyncio.wait_for(answer, route.reply.timeout)
+            except TimeoutError:
+                return error(
+                    504,
+                    f"the event was accepted, but no answer came within {route.reply.timeout:g}s",
+                    message_id=message.message_id,
+                )
+    except AlreadyWaiting:
+        return error(
+            409,
+            f"a request with correlation id {message.correlation_id!r} is waiting already",
+        )
+    return web.Response(
+        body=got.body,
+        status=200,
+        content_type=JSON,
+        headers={"X-Fleet-Event-Type": got.type, "X-Fleet-Message-Id": got.message_id or ""},
+    )
+
+
+async def _confirmed(request: web.Request, route: Route, message: Outgoing) -> web.Response:
+    message_id = message.message_id
     try:
         await request.app[LINK].publish(message)
     except PublishFailed as exc:

@@ -1,5 +1,5 @@
-"""Caller authentication for ingress routes: bearer tokens, Standard Webhooks and
-GitHub webhook signatures.
+"""Caller authentication for ingress routes: bearer tokens, Standard Webhooks,
+GitHub and Stripe webhook signatures, and IP allow-lists.
 
 Every comparison is constant-time, and each check accepts any of several
 secrets, so a secret is rotated by adding the new one before removing the old.
@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import ipaddress
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -24,6 +25,10 @@ SECRET_PREFIX = "whsec_"
 
 class Unauthorized(Exception):
     """The request's credentials are missing or wrong (HTTP 401)."""
+
+
+class Forbidden(Exception):
+    """The caller's address is not on the route's allow-list (HTTP 403)."""
 
 
 class MissingSecret(Exception):
@@ -150,3 +155,91 @@ def verify_github(headers: Mapping[str, str], body: bytes, secrets: Sequence[str
     if not matched:
         raise Unauthorized("invalid X-Hub-Signature-256 signature")
     return headers.get("X-GitHub-Delivery") or None
+
+
+def verify_stripe(
+    headers: Mapping[str, str],
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    now: float | None = None,
+    tolerance: int = TOLERANCE_SECONDS,
+) -> None:
+    """Check Stripe's ``Stripe-Signature: t=<unix time>,v1=<hex>[,v1=<hex>...]``.
+
+    The signature is the hex HMAC-SHA256 of ``<t>.<body>`` keyed with the
+    endpoint secret as given (``whsec_...``, not decoded). The timestamp is
+    signed too, so the tolerance window bounds how long a captured request can
+    be replayed; the event id (deduplicated by the ingress) closes the window.
+
+    Raises:
+        Unauthorized: the header is missing or malformed, the timestamp is
+            outside the tolerance, or no v1 signature matches any secret.
+    """
+    header = headers.get("Stripe-Signature")
+    if not header:
+        raise Unauthorized("missing Stripe-Signature header")
+    timestamp: str | None = None
+    given: list[bytes] = []
+    for item in header.split(","):
+        key, _, value = item.strip().partition("=")
+        if key == "t":
+            timestamp = value
+        elif key == "v1" and value:
+            given.append(value.encode())
+    if timestamp is None or not given:
+        raise Unauthorized("Stripe-Signature must hold t=<timestamp> and v1=<signature>")
+    try:
+        sent = int(timestamp)
+    except ValueError:
+        raise Unauthorized("the Stripe-Signature timestamp is not an integer") from None
+    current = time.time() if now is None else now
+    if abs(current - sent) > tolerance:
+        raise Unauthorized("the Stripe-Signature timestamp is too old or in the future")
+    matched = False
+    for secret in secrets:
+        expected = sign_stripe(secret, timestamp, body).encode()
+        for signature in given:
+            matched |= hmac.compare_digest(signature, expected)
+    if not matched:
+        raise Unauthorized("no valid v1 signature in Stripe-Signature")
+
+
+def sign_stripe(secret: str, timestamp: int | str, body: bytes) -> str:
+    """The hex v1 signature Stripe computes for `body` sent at `timestamp`."""
+    signed = f"{timestamp}.".encode() + body
+    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(entries: Sequence[str]) -> tuple[Network, ...]:
+    """Allow-list entries (addresses or CIDR blocks) as networks.
+
+    Raises:
+        ValueError: naming the entry that is neither.
+    """
+    networks: list[Network] = []
+    for entry in entries:
+        try:
+            networks.append(ipaddress.ip_network(entry, strict=False))
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or CIDR block") from None
+    return tuple(networks)
+
+
+def check_ip(remote: str | None, networks: Sequence[Network]) -> None:
+    """Accept a caller whose address lies in one of `networks`.
+
+    Raises:
+        Forbidden: the address is unknown or outside every network.
+    """
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        raise Forbidden("the caller's address is unknown") from None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if not any(address in network for network in networks):
+        raise Forbidden(f"{address} is not allowed to post here")

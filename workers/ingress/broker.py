@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable, Callable
 
 import aiormq
 import structlog
@@ -26,6 +27,8 @@ log = structlog.get_logger("fleet.ingress")
 #: Errors during a publish that mean the event's fate is unknown: answer 503.
 _LOST: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, aiormq.exceptions.ChannelClosed)
 _UNREACHABLE: tuple[type[BaseException], ...] = (BrokerUnreachable, *CONNECTION_ERRORS)
+#: A refused declaration (the answer queue's exchange is missing) is retried too.
+_UNUSABLE: tuple[type[BaseException], ...] = (*_UNREACHABLE, aiormq.exceptions.ChannelClosed)
 
 
 class BrokerDown(Exception):
@@ -35,10 +38,19 @@ class BrokerDown(Exception):
 class BrokerLink:
     """One connection and confirm-mode channel, reconnected in the background."""
 
-    def __init__(self, url: str, *, name: str = "fleet ingress", max_backoff: float = 5.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        name: str = "fleet ingress",
+        max_backoff: float = 5.0,
+        on_open: Callable[[AbstractChannel], Awaitable[None]] | None = None,
+    ):
         self.url = url
         self.name = name
         self.max_backoff = max_backoff
+        #: Called with each new channel before the link is ready (answer queues).
+        self.on_open = on_open
         self._connection: AbstractConnection | None = None
         self._channel: AbstractChannel | None = None
         self._publisher: Publisher | None = None
@@ -62,7 +74,7 @@ class BrokerLink:
         while not stop.is_set():
             try:
                 await self._open()
-            except _UNREACHABLE as exc:
+            except _UNUSABLE as exc:
                 failures += 1
                 delay = min(self.max_backoff, 0.2 * 2 ** min(failures, 8))
                 log.warning("ingress.broker_unreachable", error=str(exc), retry_in=delay)
@@ -107,6 +119,8 @@ class BrokerLink:
             wrapper = await connection.channel(publisher_confirms=True, on_return_raises=True)
             wrapper.close_callbacks.add(lambda *_: lost.set())
             channel = await wrapper.get_underlay_channel()
+            if self.on_open is not None:
+                await self.on_open(channel)
         except BaseException:
             await connection.close()
             raise

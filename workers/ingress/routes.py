@@ -8,11 +8,28 @@ from dataclasses import dataclass
 from contracts import Event, Registry, UnknownEventType
 from topology import Topology
 from topology.model import IngressAuthType
-from workers.ingress.auth import MissingSecret, secrets_from_env, webhook_key
+from workers.ingress.auth import (
+    MissingSecret,
+    Network,
+    parse_networks,
+    secrets_from_env,
+    webhook_key,
+)
 
 
 class IngressConfigError(Exception):
     """A route cannot be served: unknown contract, or its secrets are not set."""
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Synchronous mode of a route: the events that answer it, and how long to wait."""
+
+    exchange: str
+    #: Wire names (the `type` property) of the answering events.
+    types: frozenset[str]
+    routing_keys: tuple[str, ...]
+    timeout: float
 
 
 @dataclass(frozen=True)
@@ -26,6 +43,11 @@ class Route:
     max_body: int
     auth: IngressAuthType | None = None
     secrets: tuple[str, ...] = ()
+    #: Empty: any caller.
+    networks: tuple[Network, ...] = ()
+    #: Seconds a caller-given id is remembered.
+    dedupe_window: float = 86_400.0
+    reply: Reply | None = None
 
 
 def resolve_routes(
@@ -53,6 +75,24 @@ def resolve_routes(
                         webhook_key(secret)
             except MissingSecret as exc:
                 raise IngressConfigError(f"{where}.auth: {exc}") from None
+        try:
+            networks = parse_networks(spec.allow_ips)
+        except ValueError as exc:
+            raise IngressConfigError(f"{where}.allow_ips: {exc}") from None
+        reply: Reply | None = None
+        if spec.reply is not None:
+            answers: list[type[Event]] = []
+            for name in spec.reply.events:
+                try:
+                    answers.append(registry.lookup(name))
+                except UnknownEventType as exc:
+                    raise IngressConfigError(f"{where}.reply.events: {exc}") from None
+            reply = Reply(
+                exchange=spec.reply.exchange,
+                types=frozenset(t.__wire_name__ for t in answers),
+                routing_keys=tuple(sorted({t.__routing_key__ for t in answers})),
+                timeout=spec.reply.timeout.ms / 1000,
+            )
         routes[path] = Route(
             path=path,
             event_type=event_type,
@@ -61,5 +101,8 @@ def resolve_routes(
             max_body=spec.max_body,
             auth=spec.auth.type if spec.auth is not None else None,
             secrets=secrets,
+            networks=networks,
+            dedupe_window=spec.dedupe_window.ms / 1000,
+            reply=reply,
         )
     return routes

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from workers.ingress.app import make_app
 from workers.ingress.broker import BrokerLink
+from workers.ingress.replies import ReplyListener
 from workers.ingress.routes import Route
 from workers.runtime.shutdown import Shutdown
 
@@ -20,10 +21,10 @@ async def serve(
     routes: dict[str, Route], url: str, *, host: str, port: int, shutdown: Shutdown
 ) -> None:
     """Serve `routes` on host:port until a shutdown is requested."""
-    link = BrokerLink(url)
+    app, link = assemble(routes, url)
     stop = asyncio.Event()
     keeper = asyncio.create_task(link.run(stop))
-    runner = web.AppRunner(make_app(routes, link), access_log=None)
+    runner = web.AppRunner(app, access_log=None)
     await runner.setup()
     try:
         site = web.TCPSite(runner, host, port)
@@ -37,3 +38,15 @@ async def serve(
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
+
+
+def assemble(
+    routes: dict[str, Route], url: str, *, max_backoff: float = 5.0
+) -> tuple[web.Application, BrokerLink]:
+    """The application and its broker link (not yet running: see `BrokerLink.run`),
+    with the answer queue of synchronous routes bound on every connect."""
+    replies = ReplyListener(routes)
+    link = BrokerLink(
+        url, max_backoff=max_backoff, on_open=replies.attach if replies.needed else None
+    )
+    return make_app(routes, link, replies), link
