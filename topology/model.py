@@ -111,6 +111,10 @@ class WorkerSpec(_Spec, frozen=True):
     # How long a processed message id is remembered for deduplication
     # (PostgreSQL inbox); a redelivery older than this is processed again.
     inbox_retention: Duration = Duration(7 * 86_400_000)
+    # Deliveries that arrive together share one inbox transaction, up to this
+    # many (1: a transaction each). For quick handlers: within a batch, handlers
+    # using ctx.db run one at a time, and the batch commits with its slowest.
+    commit_batch: Positive = 1
 
 
 #: The ingress's default body limit: 1 MiB.

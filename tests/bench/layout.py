@@ -30,6 +30,8 @@ PREFETCH = 256
 # The baselines run up to `prefetch` callbacks at once (aiormq starts a task
 # per delivery), so fleet gets the same: concurrency = prefetch.
 CONCURRENCY = 256
+#: Claims per inbox transaction for the grouped-commit worker.
+COMMIT_BATCH = 64
 
 TOPOLOGY = f"""
 version: 1
@@ -47,6 +49,13 @@ queues:
     bind: [{{exchange: {ORDERS}, routing_key: order.placed}}]
 workers:
   drain: {{module: {MODULE}, queue: {DRAIN}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
+  # The same worker with the inbox's group commit (scenario f).
+  drain_grouped:
+    module: {MODULE}
+    queue: {DRAIN}
+    prefetch: {PREFETCH}
+    concurrency: {CONCURRENCY}
+    commit_batch: {COMMIT_BATCH}
   saga:
     module: {MODULE}
     queue: {DRAIN}

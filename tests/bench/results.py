@@ -119,4 +119,5 @@ TARGETS = (
     Target("latency 1000/s p99", "fleet", "aio-pika", "<=", 1.2),
     Target("rss under load", "fleet", "aio-pika", "<=", 1.5),
     Target("inbox drain", "fleet inbox on", "fleet inbox off", ">=", 0.5),
+    Target("inbox drain", "fleet inbox on, grouped", "fleet inbox off", ">=", 0.5),
 )

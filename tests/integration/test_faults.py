@@ -44,6 +44,7 @@ workers:
     prefetch: 50
     concurrency: 10
     crash_limit: {crash_limit}
+    commit_batch: {commit_batch}
 """
 
 SIZES = [200, pytest.param(10_000, marks=pytest.mark.slow, id="full")]
@@ -103,10 +104,17 @@ class Ledger:
 
 @pytest.fixture
 def ledger(broker: Broker, database: str, tmp_path: Path) -> Callable[..., Any]:
-    async def make(queue_type: str = "quorum", crash_limit: int = 5) -> Ledger:
+    async def make(
+        queue_type: str = "quorum", crash_limit: int = 5, commit_batch: int = 1
+    ) -> Ledger:
         path = tmp_path / "topology.yaml"
         path.write_text(
-            TOPOLOGY.format(queue_type=queue_type, delivery_limit=20, crash_limit=crash_limit)
+            TOPOLOGY.format(
+                queue_type=queue_type,
+                delivery_limit=20,
+                crash_limit=crash_limit,
+                commit_batch=commit_batch,
+            )
         )
         await apply(load(path), broker.amqp_url, management_url=broker.management_url)
         setup = Ledger(broker, database, path)
@@ -167,15 +175,27 @@ class TestTransientFailures:
 
 class TestKilledWorkers:
     @pytest.mark.parametrize(
-        ("total", "every", "delay"),
-        [(600, 0.5, "0.05"), pytest.param(10_000, 2.0, "0", marks=pytest.mark.slow, id="full")],
+        ("total", "every", "delay", "commit_batch"),
+        [
+            (600, 0.5, "0.05", 1),
+            pytest.param(600, 0.5, "0.05", 32, id="group-commit"),
+            pytest.param(10_000, 2.0, "0", 1, marks=pytest.mark.slow, id="full"),
+            pytest.param(10_000, 2.0, "0", 32, marks=pytest.mark.slow, id="full-group-commit"),
+        ],
     )
     async def test_sigkill_every_two_seconds_loses_nothing_and_applies_nothing_twice(
-        self, ledger, pika_publisher: PikaPublisher, total: int, every: float, delay: str
+        self,
+        ledger,
+        pika_publisher: PikaPublisher,
+        total: int,
+        every: float,
+        delay: str,
+        commit_batch: int,
     ) -> None:
         """A worker is killed with SIGKILL every 2 s (0.5 s on the short run, whose bookings
-        take 50 ms to keep work in flight) and restarted; the books still balance."""
-        setup: Ledger = await ledger()
+        take 50 ms to keep work in flight) and restarted; the books still balance, with a
+        transaction per delivery and with grouped commits."""
+        setup: Ledger = await ledger(commit_batch=commit_batch)
         publish_orders(pika_publisher, total)
         env = {"LEDGER_FAIL_RATE": "0.1", "LEDGER_DELAY": delay}
         processes = [setup.worker(**env).start() for _ in range(2)]
@@ -201,7 +221,7 @@ class TestKilledWorkers:
         rows, orders = await setup.effects()
         dead = await queue_depth(setup.broker.amqp_url, "ledger.dead")
         report(
-            "sigkill",
+            "sigkill" if commit_batch == 1 else f"sigkill commit_batch={commit_batch}",
             published=total,
             processed=orders,
             effects=rows,

@@ -28,9 +28,16 @@ def outgoing(message_id: str) -> Outgoing:
     )
 
 
-@pytest.fixture
-async def inbox(database: str):
-    inbox = PostgresInbox(database, worker="w", retention=timedelta(days=1), pool_size=4)
+@pytest.fixture(params=[1, 16], ids=["alone", "group-commit"])
+async def inbox(database: str, request: pytest.FixtureRequest):
+    """Every test runs with a transaction per claim and with grouped commits."""
+    inbox = PostgresInbox(
+        database,
+        worker="w",
+        retention=timedelta(days=1),
+        pool_size=4,
+        commit_batch=request.param,
+    )
     await inbox.start()
     async with inbox.pool.acquire() as conn:
         await conn.execute("CREATE TABLE effects (id text)")
@@ -140,6 +147,94 @@ class TestPostgresInbox:
             )
         finally:
             await connection.close()
+
+
+class TestGroupCommit:
+    """Claims arriving together share one transaction; each handler's effects stay its own."""
+
+    @pytest.fixture
+    async def grouped(self, database: str):
+        inbox = PostgresInbox(database, worker="w", pool_size=4, commit_batch=64)
+        await inbox.start()
+        await inbox.pool.execute("CREATE TABLE effects (id text PRIMARY KEY)")
+        yield inbox
+        await inbox.close()
+
+    async def test_a_burst_commits_together_and_a_failure_is_undone_alone(self, grouped) -> None:
+        """40 handlers at once, every 10th fails after writing: the 36 others' effects,
+        marks and follow-ons commit; the failed ones leave nothing and can claim again."""
+
+        async def handle(i: int) -> None:
+            async with grouped.claim("w", f"m-{i}") as claim:
+                assert not claim.duplicate
+                await claim.db.execute("INSERT INTO effects VALUES ($1)", f"m-{i}")
+                if i % 10 == 0:
+                    raise RuntimeError("handler failed")
+                claim.keep([outgoing(f"f-{i}")])
+
+        results = await asyncio.gather(*(handle(i) for i in range(40)), return_exceptions=True)
+        failed = {i for i, r in enumerate(results) if isinstance(r, RuntimeError)}
+        assert failed == {0, 10, 20, 30}
+        effects = {r["id"] for r in await grouped.pool.fetch("SELECT id FROM effects")}
+        assert effects == {f"m-{i}" for i in range(40) if i not in failed}
+        marks = await grouped.pool.fetchval("SELECT count(*) FROM fleet_inbox")
+        assert marks == 36
+        async with grouped.claim("w", "m-10") as retry:
+            assert not retry.duplicate
+        async with grouped.claim("w", "m-11") as again:
+            assert again.duplicate
+            assert [o.message_id for o in again.replay] == ["f-11"]
+
+    async def test_a_member_leaves_only_after_the_commit(self, grouped) -> None:
+        """When a handler's block exits, its effect is visible to another connection."""
+
+        async def handle(i: int) -> bool:
+            async with grouped.claim("w", f"v-{i}") as claim:
+                await claim.db.execute("INSERT INTO effects VALUES ($1)", f"v-{i}")
+                await asyncio.sleep(0.01 * i)  # the batch waits for the slowest
+            seen = await grouped.pool.fetchval(
+                "SELECT count(*) FROM effects WHERE id = $1", f"v-{i}"
+            )
+            return bool(seen)
+
+        assert await asyncio.gather(*(handle(i) for i in range(5))) == [True] * 5
+
+    async def test_a_handler_without_queries_holds_no_lock_and_nested_transactions_work(
+        self, grouped
+    ) -> None:
+        async def quiet(i: int) -> None:
+            async with grouped.claim("w", f"q-{i}"):
+                await asyncio.sleep(0.05)
+
+        async def nested() -> None:
+            async with grouped.claim("w", "n-1") as claim:
+                async with claim.db.transaction():
+                    await claim.db.execute("INSERT INTO effects VALUES ('n-1')")
+                with pytest.raises(asyncpg.UniqueViolationError):
+                    async with claim.db.transaction():
+                        await claim.db.execute("INSERT INTO effects VALUES ('n-1')")
+
+        await asyncio.gather(*(quiet(i) for i in range(10)), nested())
+        assert await grouped.pool.fetchval("SELECT count(*) FROM fleet_inbox") == 11
+        assert await grouped.pool.fetchval("SELECT count(*) FROM effects") == 1
+
+    async def test_a_failed_statement_rolls_back_to_the_handlers_savepoint(self, grouped) -> None:
+        """A handler whose query fails does not poison the batch's transaction."""
+
+        async def bad() -> None:
+            async with grouped.claim("w", "b-1") as claim:
+                await claim.db.execute("INSERT INTO effects VALUES ('b-1')")
+                await claim.db.execute("INSERT INTO no_such_table VALUES (1)")
+
+        async def good() -> None:
+            async with grouped.claim("w", "g-1") as claim:
+                await claim.db.execute("INSERT INTO effects VALUES ('g-1')")
+
+        results = await asyncio.gather(bad(), good(), return_exceptions=True)
+        assert isinstance(results[0], asyncpg.UndefinedTableError)
+        assert results[1] is None
+        rows = await grouped.pool.fetch("SELECT id FROM effects")
+        assert [r["id"] for r in rows] == ["g-1"]
 
 
 class TestMemoryInbox:

@@ -36,6 +36,8 @@ from workers.runtime.outgoing import Outgoing, pack, unpack
 if TYPE_CHECKING:
     import asyncpg
 
+    from workers.runtime.group_commit import GroupCommit
+
 log = structlog.get_logger("fleet.inbox")
 
 SCHEMA = """
@@ -239,6 +241,8 @@ class PostgresInbox:
             than this is processed again.
         pool_size: connections (one per concurrently running handler).
         prune_every: how often old rows are deleted.
+        commit_batch: above 1, deliveries that arrive together share one
+            transaction of up to this many claims (see `group_commit`).
     """
 
     def __init__(
@@ -249,12 +253,15 @@ class PostgresInbox:
         retention: timedelta = timedelta(days=7),
         pool_size: int = 10,
         prune_every: timedelta = timedelta(minutes=10),
+        commit_batch: int = 1,
     ):
         self.dsn = dsn
         self.worker = worker
         self.retention = retention
         self.pool_size = pool_size
         self.prune_every = prune_every
+        self.commit_batch = commit_batch
+        self._group: GroupCommit | None = None
         self._pool: asyncpg.Pool | None = None
         self._pruner: asyncio.Task[None] | None = None
 
@@ -279,6 +286,10 @@ class PostgresInbox:
                     # Workers starting together must not race on CREATE TABLE.
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleet_inbox'))")
                     await conn.execute(SCHEMA)
+        if self.commit_batch > 1:
+            from workers.runtime.group_commit import GroupCommit
+
+            self._group = GroupCommit(self._pool, max_batch=self.commit_batch)
         self._pruner = asyncio.create_task(self._prune_periodically())
 
     async def close(self) -> None:
@@ -289,10 +300,18 @@ class PostgresInbox:
         if self._pool is not None:
             await self._pool.close()
 
-    @contextlib.asynccontextmanager
-    async def claim(
+    def claim(
         self, worker: str, message_id: str, note: EventNote | None = None
+    ) -> AbstractAsyncContextManager[Claim]:
+        if self._group is not None:
+            return self._group.claim(worker, message_id, note)
+        return self._claim_alone(worker, message_id, note)
+
+    @contextlib.asynccontextmanager
+    async def _claim_alone(
+        self, worker: str, message_id: str, note: EventNote | None
     ) -> AsyncIterator[Claim]:
+        """The claim in a transaction of its own."""
         async with self.pool.acquire() as conn, conn.transaction():
             event_id = None
             if note is None:

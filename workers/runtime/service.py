@@ -80,6 +80,7 @@ class WorkerSettings:
             # Handlers beyond the pool wait for a connection; PostgreSQL's default
             # max_connections (100) is shared by every worker process.
             pool_size=min(self.concurrency + 2, MAX_POOL),
+            commit_batch=spec.commit_batch,
         )
 
 

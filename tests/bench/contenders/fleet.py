@@ -32,7 +32,12 @@ from workers.runtime.service import WorkerSettings, run_worker
 from workers.runtime.shutdown import Shutdown
 
 #: role → the worker of `layout.TOPOLOGY` that plays it.
-WORKERS = {"drain": "drain", "saga": "saga", "latency": "latency"}
+WORKERS = {
+    "drain": "drain",
+    "drain-grouped": "drain_grouped",
+    "saga": "saga",
+    "latency": "latency",
+}
 
 
 def run(job: Job, signals: Signals) -> Outcome:

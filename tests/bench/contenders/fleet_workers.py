@@ -18,6 +18,7 @@ from workers import Context, Worker
 PROBE = Probe(0)
 
 drain = Worker("drain")
+drain_grouped = Worker("drain_grouped")  # the same handler, with the inbox's group commit
 saga = Worker("saga")
 latency = Worker("latency")
 
@@ -25,6 +26,9 @@ latency = Worker("latency")
 @drain.handles(OrderPlaced)
 async def do_nothing(event: OrderPlaced, ctx: Context) -> None:
     PROBE.tick()
+
+
+drain_grouped.handles(OrderPlaced)(do_nothing)
 
 
 @saga.handles(OrderPlaced)

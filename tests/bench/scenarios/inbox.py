@@ -2,7 +2,9 @@
 
 The same drain as scenario a, fleet only: "inbox off" is the worker with no
 database (the runtime's default inbox), "inbox on" gives it a database, so
-every delivery claims a row in PostgreSQL before its handler runs. The run
+every delivery claims a row in PostgreSQL before its handler runs, in a
+transaction of its own; "inbox on, grouped" is the same worker with
+`commit_batch: 64`, so deliveries arriving together share one transaction. The run
 creates a scratch database for it and drops it afterwards. Skipped, with the
 reason, when the runtime has no PostgreSQL inbox or PostgreSQL is unreachable.
 """
@@ -24,6 +26,7 @@ from tests.bench.scenarios.throughput import drain_rounds
 NAME = "inbox drain"
 OFF = Entrant("fleet inbox off", "fleet", "uvloop")
 ON = Entrant("fleet inbox on", "fleet", "uvloop")
+GROUPED = Entrant("fleet inbox on, grouped", "fleet", "uvloop")
 
 
 async def run(bench: Bench) -> list[Series]:
@@ -36,16 +39,16 @@ async def run(bench: Bench) -> list[Series]:
 
         def job(entrant: Entrant, tag: str) -> Job:
             return entrant.job(
-                role="drain",
+                role="drain-grouped" if entrant is GROUPED else "drain",
                 url=bench.url,
                 queue=layout.DRAIN,
                 expected=bench.config.sizes.inbox,
                 prefetch=layout.PREFETCH,
                 tag=tag,
-                database_url=database_url if entrant is ON else None,
+                database_url=None if entrant is OFF else database_url,
             )
 
-        return await drain_rounds(bench, NAME, (OFF, ON), job, baseline=OFF.label)
+        return await drain_rounds(bench, NAME, (OFF, ON, GROUPED), job, baseline=OFF.label)
 
 
 @contextlib.asynccontextmanager
