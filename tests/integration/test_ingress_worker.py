@@ -162,13 +162,15 @@ async def load_run(base_url: str, seconds: float, connections: int) -> Counter[i
     return statuses
 
 
-async def start_ingress(broker: Broker, path: Path) -> tuple[str, asyncio.subprocess.Process]:
+async def start_ingress(
+    broker: Broker, path: Path, *args: str
+) -> tuple[str, asyncio.subprocess.Process]:
     """`fleet ingress run` as its own process, its log in a file (a full pipe would stall it)."""
     port = free_port()
-    log = (path.parent / "ingress.log").open("wb")
+    log = (path.parent / f"ingress-{port}.log").open("wb")
     process = await asyncio.create_subprocess_exec(
         *FLEET, "ingress", "run", "--port", str(port),
-        "--file", str(path), "--url", broker.amqp_url,
+        "--file", str(path), "--url", broker.amqp_url, *args,
         cwd=ROOT,
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,
@@ -211,3 +213,23 @@ async def test_a_load_run_loses_nothing(broker: Broker, fleet_file: Path, second
     assert accepted > 0
     assert set(statuses) == {202}
     assert queued == accepted
+
+
+async def test_two_replicas_sharing_a_database_publish_a_repeated_id_once(
+    broker: Broker, fleet_file: Path, database: str
+) -> None:
+    """A provider's retry that lands on the other ingress replica is still a duplicate."""
+    replicas = [await start_ingress(broker, fleet_file, "--database-url", database) for _ in "ab"]
+    try:
+        headers = {"Idempotency-Key": "order-o-twice"}
+        answers = []
+        for base_url, _ in replicas:
+            async with httpx.AsyncClient(base_url=base_url) as http:
+                answers.append(await http.post("/orders", json=order("o-2x"), headers=headers))
+    finally:
+        for _, process in replicas:
+            process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(process.wait(), 20) == 0
+    assert [a.status_code for a in answers] == [202, 200]
+    assert answers[1].json() == {"message_id": "order-o-twice", "duplicate": True}
+    assert await depth(broker.amqp_url, "echo") == 1

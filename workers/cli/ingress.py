@@ -35,9 +35,18 @@ def ingress() -> None:
 @click.option(
     "--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="TCP port."
 )
+@click.option(
+    "--database-url",
+    envvar="FLEET_DATABASE_URL",
+    default=None,
+    help="PostgreSQL URL: remember caller-given ids there, shared by every ingress "
+    "replica (env FLEET_DATABASE_URL; default: this process's memory).",
+)
 @file_option
 @url_option
-def run_command(host: str, port: int, topology_file: str | None, url: str) -> None:
+def run_command(
+    host: str, port: int, database_url: str | None, topology_file: str | None, url: str
+) -> None:
     """Serve the topology's ingress routes until SIGTERM or Ctrl-C.
 
     Each route validates the body against its contract and answers 202 with
@@ -59,7 +68,7 @@ def run_command(host: str, port: int, topology_file: str | None, url: str) -> No
 
     async def main() -> None:
         shutdown.install()
-        await serve(routes, url, host=host, port=port, shutdown=shutdown)
+        await serve(routes, url, host=host, port=port, shutdown=shutdown, database_url=database_url)
 
     try:
         run(main())

@@ -30,7 +30,7 @@ from workers.ingress.auth import (
     verify_stripe,
 )
 from workers.ingress.broker import BrokerDown, BrokerLink
-from workers.ingress.dedupe import RecentIds, Seen
+from workers.ingress.dedupe import RecentIds, Seen, SeenIds
 from workers.ingress.replies import AlreadyWaiting, ReplyListener
 from workers.ingress.routes import Route
 from workers.runtime.outgoing import Outgoing, outgoing_event
@@ -45,21 +45,25 @@ T = TypeVar("T")
 
 LINK: web.AppKey[BrokerLink] = web.AppKey("link", BrokerLink)
 ROUTES: web.AppKey[dict[str, Route]] = web.AppKey("routes", dict)
-RECENT: web.AppKey[RecentIds] = web.AppKey("recent", RecentIds)
+RECENT: web.AppKey[SeenIds] = web.AppKey("recent")
 REPLIES: web.AppKey[ReplyListener] = web.AppKey("replies", ReplyListener)
 
 
 def make_app(
-    routes: dict[str, Route], link: BrokerLink, replies: ReplyListener | None = None
+    routes: dict[str, Route],
+    link: BrokerLink,
+    replies: ReplyListener | None = None,
+    seen: SeenIds | None = None,
 ) -> web.Application:
     """The ingress application: `routes`, `/healthz`, `/readyz`, JSON 404s.
 
     Synchronous routes need `replies`, attached to `link` through its `on_open`.
+    `seen` remembers caller-given ids (default: this process's memory).
     """
     app = web.Application()
     app[LINK] = link
     app[ROUTES] = routes
-    app[RECENT] = RecentIds()
+    app[RECENT] = seen if seen is not None else RecentIds()
     app[REPLIES] = replies if replies is not None else ReplyListener({})
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
@@ -143,14 +147,21 @@ async def accept(request: web.Request, route: Route) -> web.Response:
     if given_id is None:
         return await _publish(request, route, message)
     recent = request.app[RECENT]
-    seen = recent.begin(route.path, message_id, body, route.dedupe_window)
+    try:
+        seen = await recent.begin(route.path, message_id, body, route.dedupe_window)
+    except Exception as exc:
+        log.warning("ingress.dedupe_unavailable", path=route.path, error=str(exc))
+        return error(503, "cannot check the id against earlier requests; try again")
     if seen is not Seen.NEW:
         return _repeated(seen, route, message_id)
     response = await _publish(request, route, message)
-    if response.status < 300:
-        recent.accepted(route.path, message_id)
-    else:
-        recent.abandon(route.path, message_id)
+    try:
+        if response.status < 300:
+            await recent.accepted(route.path, message_id)
+        else:
+            await recent.abandon(route.path, message_id)
+    except Exception as exc:  # the answer stands; a repeat is caught downstream
+        log.warning("ingress.dedupe_unrecorded", message_id=message_id, error=str(exc))
     return response
 
 

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from workers.ingress.app import make_app
 from workers.ingress.broker import BrokerLink
+from workers.ingress.dedupe import PostgresRecentIds, SeenIds
 from workers.ingress.replies import ReplyListener
 from workers.ingress.routes import Route
 from workers.runtime.shutdown import Shutdown
@@ -18,10 +19,43 @@ log = structlog.get_logger("fleet.ingress")
 
 
 async def serve(
-    routes: dict[str, Route], url: str, *, host: str, port: int, shutdown: Shutdown
+    routes: dict[str, Route],
+    url: str,
+    *,
+    host: str,
+    port: int,
+    shutdown: Shutdown,
+    database_url: str | None = None,
 ) -> None:
-    """Serve `routes` on host:port until a shutdown is requested."""
-    app, link = assemble(routes, url)
+    """Serve `routes` on host:port until a shutdown is requested.
+
+    With `database_url`, caller-given ids are remembered in PostgreSQL, shared
+    by every replica; otherwise in this process's memory.
+    """
+    seen: PostgresRecentIds | None = None
+    if database_url is not None:
+        seen = PostgresRecentIds(database_url)
+        await seen.start()
+        log.info("ingress.dedupe", store="postgresql")
+    else:
+        log.info("ingress.dedupe", store="memory", note="repeats are caught per process")
+    try:
+        await _serve(routes, url, host=host, port=port, shutdown=shutdown, seen=seen)
+    finally:
+        if seen is not None:
+            await seen.close()
+
+
+async def _serve(
+    routes: dict[str, Route],
+    url: str,
+    *,
+    host: str,
+    port: int,
+    shutdown: Shutdown,
+    seen: SeenIds | None,
+) -> None:
+    app, link = assemble(routes, url, seen=seen)
     stop = asyncio.Event()
     keeper = asyncio.create_task(link.run(stop))
     runner = web.AppRunner(app, access_log=None)
@@ -41,7 +75,11 @@ async def serve(
 
 
 def assemble(
-    routes: dict[str, Route], url: str, *, max_backoff: float = 5.0
+    routes: dict[str, Route],
+    url: str,
+    *,
+    max_backoff: float = 5.0,
+    seen: SeenIds | None = None,
 ) -> tuple[web.Application, BrokerLink]:
     """The application and its broker link (not yet running: see `BrokerLink.run`),
     with the answer queue of synchronous routes bound on every connect."""
@@ -49,4 +87,4 @@ def assemble(
     link = BrokerLink(
         url, max_backoff=max_backoff, on_open=replies.attach if replies.needed else None
     )
-    return make_app(routes, link, replies), link
+    return make_app(routes, link, replies, seen), link
