@@ -25,6 +25,7 @@ from workers.ingress.auth import (
 )
 from workers.ingress.broker import BrokerDown, BrokerLink
 from workers.ingress.routes import Route
+from workers.observability import tracing
 from workers.runtime.outgoing import outgoing_event
 
 log = structlog.get_logger("fleet.ingress")
@@ -79,7 +80,8 @@ async def dispatch(request: web.Request) -> web.Response:
             headers={"Allow": "POST"},
         )
     try:
-        return await accept(request, route)
+        with tracing.request_span(request.headers, name=f"POST {route.path}"):
+            return await accept(request, route)
     except _Refused as refused:
         return refused.response
 
@@ -120,6 +122,7 @@ async def accept(request: web.Request, route: Route) -> web.Response:
         message_id=message_id,
         correlation_id=correlation_id,
         app_id="fleet.ingress",
+        trace=tracing.for_request(request.headers),
     )
     if message.routing_key != route.routing_key:
         message = msgspec.structs.replace(message, routing_key=route.routing_key)

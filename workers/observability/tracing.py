@@ -68,12 +68,11 @@ class Tracing:
             yield span
 
     @contextmanager
-    def receiving(self, headers: Mapping[str, str], *, name: str) -> Iterator[dict[str, str]]:
-        """A SERVER span for an HTTP request (continuing its `traceparent`, if any);
-        yields the headers that put the span's context on the message it publishes."""
+    def receiving(self, headers: Mapping[str, str], *, name: str) -> Iterator[Span]:
+        """A SERVER span for an HTTP request, continuing its `traceparent`, if any."""
         parent = propagate.extract(headers)
-        with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER):
-            yield self.outgoing()
+        with self.tracer.start_as_current_span(name, context=parent, kind=SpanKind.SERVER) as span:
+            yield span
 
     def outgoing(self) -> dict[str, str]:
         """The current span's context as AMQP headers for a message published now."""
@@ -99,14 +98,22 @@ def copied(headers: Mapping[str, Any]) -> dict[str, str] | None:
 
 
 @contextmanager
-def receiving(headers: Mapping[str, str], *, name: str) -> Iterator[dict[str, str] | None]:
-    """The ingress's request: a span when tracing is on; else the caller's context copied."""
+def request_span(headers: Mapping[str, str], *, name: str) -> Iterator[None]:
+    """Around an HTTP request to the ingress: a SERVER span continuing the caller's
+    `traceparent` when tracing is on; nothing otherwise."""
     tracing = _current
     if tracing is None:
-        yield copied(headers)
+        yield
         return
-    with tracing.receiving(headers, name=name) as carrier:
-        yield carrier
+    with tracing.receiving(headers, name=name):
+        yield
+
+
+def for_request(headers: Mapping[str, str]) -> dict[str, str] | None:
+    """The trace context for the event an HTTP request publishes: the request's
+    span when tracing is on, else the caller's `traceparent` as it came."""
+    tracing = _current
+    return copied(headers) if tracing is None else tracing.outgoing()
 
 
 _current: Tracing | None = None
