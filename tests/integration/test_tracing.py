@@ -27,7 +27,8 @@ from topology.apply import apply
 from workers.ingress.app import make_app
 from workers.ingress.broker import BrokerLink
 from workers.ingress.routes import resolve_routes
-from workers.observability import tracing
+from workers.observability import context as tracing
+from workers.observability.tracing import Tracing
 from workers.runtime.service import WorkerSettings, run_worker
 from workers.runtime.shutdown import Shutdown
 from workers.testing import WorkerProcess, collect
@@ -66,7 +67,7 @@ def spans() -> Iterator[InMemorySpanExporter]:
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
-    tracing.use(tracing.Tracing(provider))
+    tracing.use(Tracing(provider))
     yield exporter
     tracing.use(None)
     provider.shutdown()
@@ -184,3 +185,33 @@ class TestTracingOff:
         assert answer.headers["traceparent"] == TRACEPARENT
         assert answer.headers["tracestate"] == "vendor=x"
         assert isinstance(answer.headers["timestamp_in_ms"], int)
+
+
+class TestConfiguration:
+    async def test_an_exporter_named_in_the_environment_turns_tracing_on(
+        self, broker: Broker, echo_topology, pika_publisher: PikaPublisher
+    ) -> None:
+        """OTEL_TRACES_EXPORTER makes a worker process record spans; it still works."""
+        path, _ = await echo_topology()
+        env = {"OTEL_TRACES_EXPORTER": "console", "OTEL_SERVICE_NAME": "echo-test"}
+        with WorkerProcess("echo", topology_file=path, url=broker.amqp_url, env=env) as worker:
+            pika_publisher.publish("orders", "order.placed", order("o-1"))
+            answers = await collect(broker.amqp_url, "answers", count=1)
+        assert len(answers) == 1
+        [on] = worker.events("tracing.on")
+        assert on["exporters"] == "console"
+        # Traced, the follow-on carries the worker's own span as its parent.
+        assert answers[0].headers["traceparent"].startswith("00-")
+
+    def test_without_exporter_variables_tracing_stays_off(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No OTEL_* exporter, or OTEL_SDK_DISABLED: no spans, the copy-only path."""
+        for name in ("OTEL_TRACES_EXPORTER", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+            monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", raising=False)
+        assert tracing.configure("fleet.test") is None
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+        monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
+        assert tracing.configure("fleet.test") is None
+        assert tracing.current() is None

@@ -11,9 +11,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from topology import TopologyInvalid, loads
 from workers.cli.status import render
 from workers.cli.up import metrics_ports
+from workers.observability.context import copied
 from workers.observability.exposition import FleetCollector
 from workers.observability.metrics import Histogram, WorkerMetrics, age_seconds
-from workers.observability.tracing import copied
 from workers.status import Depth, QueueStatus, Snapshot
 from workers.supervisor import worker_command
 

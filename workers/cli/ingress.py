@@ -55,7 +55,7 @@ def run_command(host: str, port: int, topology_file: str | None, url: str) -> No
         routes = resolve_routes(topology, default_registry)
     except IngressConfigError as exc:
         fail(str(exc), EXIT_USAGE)
-    from workers.observability import tracing
+    from workers.observability import context as tracing
 
     tracing.configure("fleet.ingress")  # spans only when OTEL_* name an exporter
     shutdown = Shutdown()

@@ -16,7 +16,7 @@ from workers.cli.options import (
     url_option,
 )
 from workers.loader import load_worker
-from workers.observability import tracing
+from workers.observability import context as tracing
 from workers.runtime.loop import run
 from workers.runtime.service import WorkerSettings, run_worker
 from workers.runtime.shutdown import Shutdown

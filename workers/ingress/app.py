@@ -25,7 +25,7 @@ from workers.ingress.auth import (
 )
 from workers.ingress.broker import BrokerDown, BrokerLink
 from workers.ingress.routes import Route
-from workers.observability import tracing
+from workers.observability import context as tracing
 from workers.runtime.outgoing import outgoing_event
 
 log = structlog.get_logger("fleet.ingress")

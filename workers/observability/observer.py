@@ -4,11 +4,11 @@ its port, and the lag poller that runs on each broker connection."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 
 from aio_pika.abc import AbstractConnection
 
 from topology import Topology
+from topology.management import Management
 from workers.observability import exposition
 from workers.observability.lag import LagPoller, watched_queues
 from workers.observability.metrics import WorkerMetrics
@@ -45,9 +45,6 @@ class Observer:
         )
         self.metrics.queues = watched_queues(topology, queue)
         self.port = port
-        # Imported here: a worker without metrics never loads the HTTP client.
-        from topology.management import Management
-
         self._management = Management.for_broker(url, management_url)
         self._poller = LagPoller(self.metrics, self._management, lag_interval)
 
@@ -65,12 +62,3 @@ class Observer:
         """Leave the collector; close the management client."""
         exposition.leave(self.metrics)
         self._management.close()
-
-
-async def cancel(task: asyncio.Task[None] | None) -> None:
-    """Cancel a background poll and wait for it to end."""
-    if task is None:
-        return
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

@@ -1,17 +1,5 @@
-"""W3C trace context through HTTP and AMQP, so one saga is one trace.
-
-The ingress starts a trace (or continues the caller's `traceparent`) and puts
-`traceparent`/`tracestate` on the event's AMQP headers; each worker runs a
-delivery inside a CONSUMER span that is the child of those headers, and its
-follow-on events carry that span's context, so the next worker's span is its
-child, and so on down the saga.
-
-Whether spans are recorded is decided once per process (`configure`): when
-an OpenTelemetry SDK is already set up, or the standard OTEL_* variables ask
-for an exporter. Otherwise `current()` is None and the hot path pays one dict
-lookup per follow-on: an incoming `traceparent` is copied onto follow-ons as
-it is, so a traced producer upstream still sees its saga as one trace.
-"""
+"""Recording spans with OpenTelemetry: imported only when tracing is on
+(`context.configure`), so a worker without it never loads the SDK or the API."""
 
 from __future__ import annotations
 
@@ -25,12 +13,11 @@ from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
 
-from workers.runtime import headers as h
+from workers.observability.context import text
 
 log = structlog.get_logger("fleet.tracing")
 
 INSTRUMENTATION = "fleet"
-_OFF = ("", "none")
 
 
 class Tracing:
@@ -80,77 +67,18 @@ class Tracing:
         propagate.inject(carrier)
         return carrier
 
-
-def mark_failed(span: Span, description: str) -> None:
-    """Mark a delivery's span as failed (retried or dead-lettered)."""
-    span.set_status(StatusCode.ERROR, description)
-
-
-def copied(headers: Mapping[str, Any]) -> dict[str, str] | None:
-    """Tracing off: the incoming trace context, as it is, for the follow-ons (or None)."""
-    parent = headers.get(h.TRACEPARENT)
-    if parent is None:
-        return None
-    state = headers.get(h.TRACESTATE)
-    if state is None:
-        return {h.TRACEPARENT: _text(parent)}
-    return {h.TRACEPARENT: _text(parent), h.TRACESTATE: _text(state)}
+    def failed(self, span: Span, description: str) -> None:
+        """Mark a delivery's span as failed (retried or dead-lettered)."""
+        span.set_status(StatusCode.ERROR, description)
 
 
-@contextmanager
-def request_span(headers: Mapping[str, str], *, name: str) -> Iterator[None]:
-    """Around an HTTP request to the ingress: a SERVER span continuing the caller's
-    `traceparent` when tracing is on; nothing otherwise."""
-    tracing = _current
-    if tracing is None:
-        yield
-        return
-    with tracing.receiving(headers, name=name):
-        yield
-
-
-def for_request(headers: Mapping[str, str]) -> dict[str, str] | None:
-    """The trace context for the event an HTTP request publishes: the request's
-    span when tracing is on, else the caller's `traceparent` as it came."""
-    tracing = _current
-    return copied(headers) if tracing is None else tracing.outgoing()
-
-
-_current: Tracing | None = None
-
-
-def current() -> Tracing | None:
-    """This process's tracing, or None when spans are not recorded."""
-    return _current
-
-
-def use(tracing: Tracing | None) -> None:
-    """Set this process's tracing (tests; `configure` otherwise)."""
-    global _current
-    _current = tracing
-
-
-def configure(service_name: str) -> Tracing | None:
-    """Decide once, at start, whether this process records spans, and set it up.
-
-    On when an SDK provider is already installed, or when OTEL_TRACES_EXPORTER
-    (other than `none`) or an OTLP endpoint variable is set; off when
-    OTEL_SDK_DISABLED is true. The exporter itself reads the standard OTEL_*
-    variables (endpoint, headers, protocol timeouts).
-    """
-    if os.environ.get("OTEL_SDK_DISABLED", "").lower() == "true":
-        use(None)
-        return None
+def setup(service_name: str, exporters: str, wanted: bool) -> Tracing | None:
+    """Tracing through an SDK provider already installed, else (when `wanted`) a new
+    one exporting to `exporters`; None when neither, or the SDK is missing."""
     provider = trace.get_tracer_provider()
     if not isinstance(provider, trace.ProxyTracerProvider | trace.NoOpTracerProvider):
-        use(Tracing(provider))
-        return _current
-    exporters = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
-        "OTEL_EXPORTER_OTLP_ENDPOINT"
-    )
-    if exporters in _OFF and not endpoint:
-        use(None)
+        return Tracing(provider)
+    if not wanted:
         return None
     try:
         sdk = _sdk_provider(service_name, exporters or "otlp")
@@ -160,12 +88,10 @@ def configure(service_name: str) -> Tracing | None:
             error=str(error),
             hint="install the exporter: pip install 'fleet[otlp]'",
         )
-        use(None)
         return None
     trace.set_tracer_provider(sdk)
-    use(Tracing(sdk))
     log.info("tracing.on", service=service_name, exporters=exporters or "otlp")
-    return _current
+    return Tracing(sdk)
 
 
 def _sdk_provider(service_name: str, exporters: str) -> TracerProvider:
@@ -196,14 +122,10 @@ class _AmqpHeaders(Getter[Mapping[str, Any]]):
 
     def get(self, carrier: Mapping[str, Any], key: str) -> list[str] | None:
         value = carrier.get(key)
-        return None if value is None else [_text(value)]
+        return None if value is None else [text(value)]
 
     def keys(self, carrier: Mapping[str, Any]) -> list[str]:
         return list(carrier)
 
 
 _HEADERS = _AmqpHeaders()
-
-
-def _text(value: Any) -> str:
-    return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)

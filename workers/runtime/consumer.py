@@ -19,7 +19,7 @@ import asyncio
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiormq
 import structlog
@@ -29,8 +29,8 @@ from pamqp.commands import Basic
 from contracts import Event, InvalidPayload, decode, derive_message_id
 from workers.context import Context
 from workers.errors import PublishFailed
+from workers.observability.context import copied
 from workers.observability.metrics import TypeStats, WorkerMetrics, record_processed
-from workers.observability.tracing import Tracing, copied, mark_failed
 from workers.runtime import headers as h
 from workers.runtime.acks import AckBatcher, Frame
 from workers.runtime.deadletter import parked_copy, recounted_copy, redelivery_copy
@@ -48,6 +48,9 @@ from workers.runtime.retry import (
 )
 from workers.runtime.slots import Slots
 from workers.worker import Emitted, Handler, HandlerSpec, Worker
+
+if TYPE_CHECKING:
+    from workers.observability.tracing import Tracing
 
 log = structlog.get_logger("fleet.consumer")
 
@@ -247,7 +250,7 @@ class Consumer:
         ) as span:
             failure = await self._process(message)
             if failure is not None:
-                mark_failed(span, type(failure[0]).__name__)
+                self._tracing.failed(span, type(failure[0]).__name__)
             return failure
 
     async def _handle(self, function: Handler[Any], event: Event, ctx: Context) -> list[Outgoing]:

@@ -4,9 +4,10 @@ stop, and reconnect whenever the broker goes away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiormq
 import structlog
@@ -16,8 +17,7 @@ from topology import BrokerUnreachable, Topology
 from topology.names import dead_letter_queue, retry_queue
 from workers.errors import WorkerError
 from workers.loader import load_exception_classes, load_worker
-from workers.observability import tracing
-from workers.observability.observer import Observer, cancel
+from workers.observability import context as trace_context
 from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
 from workers.runtime.consumer import Consumer, Counters
 from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
@@ -25,6 +25,9 @@ from workers.runtime.publisher import Publisher
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
 from workers.worker import Resources, Worker
+
+if TYPE_CHECKING:
+    from workers.observability.observer import Observer
 
 log = structlog.get_logger("fleet.worker")
 
@@ -82,6 +85,9 @@ class WorkerSettings:
         """The worker's metrics and lag poller, or None when metrics are off."""
         if self.metrics_port is None:
             return None
+        # Imported here: without metrics a worker never loads prometheus-client or httpx.
+        from workers.observability.observer import Observer
+
         return Observer(
             self.worker,
             self.topology.worker(self.name).queue,
@@ -167,7 +173,10 @@ async def run_worker(
                 lost = True
                 log.warning("broker.connection_lost", worker=settings.name, error=str(exc))
             finally:
-                await cancel(polling)
+                if polling is not None:
+                    polling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await polling
                 if not connection.is_closed:
                     await connection.close()
             if lost:
@@ -222,7 +231,7 @@ async def _consume(
         crash_limit=spec.crash_limit,
         count_redeliveries=queue.type == "classic",
         metrics=metrics,
-        tracing=tracing.current(),
+        tracing=trace_context.current(),
     )
     # Logged before the consume starts: the first deliveries may be handled
     # before basic_consume's reply is, and a line after them would mislead.
