@@ -4,6 +4,8 @@ that follows the dead-letter rule."""
 from __future__ import annotations
 
 import asyncio
+import signal
+import sys
 
 from click.testing import CliRunner
 
@@ -76,3 +78,26 @@ class TestStatus:
         assert code == 1
         assert rows["lonely"][2:7] == ["-"] * 5
         assert "not on the broker (lonely, lonely.retry.5s" in output
+
+    async def test_watch_redraws_until_ctrl_c_and_exits_by_the_last_state(
+        self, broker: Broker, echo_topology, pika_publisher: PikaPublisher
+    ) -> None:
+        """--watch keeps drawing; after Ctrl-C the exit code still follows the rule."""
+        path, _ = await echo_topology()
+        pika_publisher.publish("", "echo.dead", order("d-1"))
+        watch = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "workers.cli", "status", "--watch", "--interval", "0.5",
+            "--file", str(path), "--url", broker.amqp_url,
+            "--management-url", broker.management_url,
+            stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        drawn = 0
+        async for line in watch.stdout:
+            if line.startswith(b"1 dead-lettered"):
+                drawn += 1
+                if drawn == 2:
+                    break
+        watch.send_signal(signal.SIGINT)
+        assert await asyncio.wait_for(watch.wait(), 30) == 1
+        assert drawn == 2

@@ -51,30 +51,29 @@ def status(
     management API and trail by its statistics interval (5 s by default).
     """
     topology = load(topology_file)
+    latest: list[Snapshot] = []  # the last state read, for the exit code after Ctrl-C
 
-    async def main() -> Snapshot:
+    async def main() -> None:
         connection = await connect(url, name="fleet status")
         try:
             with Management.for_broker(url, management_url) as management:
-                shot = await snapshot(topology, connection, management)
+                latest[:] = [await snapshot(topology, connection, management)]
                 while watch:
                     click.clear()
                     click.echo(time.strftime("%H:%M:%S  ") + f"every {interval:g}s, Ctrl-C stops")
-                    show(shot)
+                    show(latest[-1])
                     await asyncio.sleep(interval)
-                    shot = await snapshot(topology, connection, management)
-                return shot
+                    latest[:] = [await snapshot(topology, connection, management)]
         finally:
             await connection.close()
 
-    shot: Snapshot | None = None
     with contextlib.suppress(KeyboardInterrupt):
-        shot = run(main())
-    if shot is None:  # interrupted while watching: the screen shows the last state
-        raise SystemExit(EXIT_OK)
+        run(main())
+    if not latest:  # interrupted before the first read
+        raise SystemExit(EXIT_FAILURE)
     if not watch:
-        show(shot)
-    raise SystemExit(EXIT_OK if shot.healthy else EXIT_FAILURE)
+        show(latest[-1])
+    raise SystemExit(EXIT_OK if latest[-1].healthy else EXIT_FAILURE)
 
 
 def show(shot: Snapshot) -> None:
