@@ -13,6 +13,7 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -200,3 +201,46 @@ class TestWorkerMetrics:
 def _no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
     """Scrapes go straight to the loopback endpoint."""
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+
+
+class TestLagPollFailures:
+    async def test_a_vanished_queue_is_counted_as_failed_polls_and_reported_as_unknown(
+        self, broker: Broker, tmp_path: Path, pika_publisher: PikaPublisher
+    ) -> None:
+        """Deleting the dead-letter queue under a running worker: its gauges go away,
+        failed polls are counted, and the worker keeps processing."""
+        # Given a worker polling every second
+        path = tmp_path / "topology.yaml"
+        path.write_text(TOPOLOGY)
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        port = free_port()
+        with WorkerProcess(
+            "flaky",
+            topology_file=path,
+            url=broker.amqp_url,
+            pythonpath=[ROOT],
+            args=["--metrics-port", str(port), "--management-url", broker.management_url],
+        ) as worker:
+
+            async def polled() -> bool:
+                return "work.dead" in by(scrape(port), "fleet_queue_messages_ready", "queue")
+
+            await wait_for(polled)
+            # When its dead-letter queue is deleted
+            with broker.api() as api:
+                api.delete(
+                    f"/api/queues/{quote(broker.vhost, safe='')}/work.dead"
+                ).raise_for_status()
+
+            async def failing() -> bool:
+                return total(scrape(port), "fleet_queue_polls_failed_total") >= 2
+
+            await wait_for(failing)
+            pika_publisher.publish("orders", "order.placed", order("o-1"), message_id="m-1")
+            answers = await collect(broker.amqp_url, "answers", count=1)
+            samples = scrape(port)
+        # Then
+        assert total(samples, "fleet_queue_polls_failed_total") >= 2
+        assert "work.dead" not in by(samples, "fleet_queue_messages_ready", "queue")
+        assert len(answers) == 1
+        assert len(worker.events("lag.poll_failed")) == 1  # logged once, counted always
