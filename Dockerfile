@@ -7,6 +7,7 @@ COPY pyproject.toml uv.lock README.md ./
 COPY contracts contracts
 COPY topology topology
 COPY workers workers
-RUN uv sync --locked --no-dev --no-editable
+# The otlp extra: traces export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+RUN uv sync --locked --no-dev --no-editable --extra otlp
 ENV PATH="/app/.venv/bin:$PATH" FLEET_LOG_FORMAT=json
 ENTRYPOINT ["fleet"]

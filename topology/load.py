@@ -19,7 +19,15 @@ import yaml
 from topology.check import check_references
 from topology.duration import Duration
 from topology.errors import TopologyInvalid
-from topology.model import Exchange, Ingress, IngressRoute, Queue, Topology, WorkerSpec
+from topology.model import (
+    Exchange,
+    Ingress,
+    IngressRoute,
+    Metrics,
+    Queue,
+    Topology,
+    WorkerSpec,
+)
 from topology.problems import Problem, errors
 
 DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
@@ -31,7 +39,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "workers": WorkerSpec,
 }
 #: Top-level keys besides the name → spec sections.
-_OTHER_KEYS = ("version", "ingress")
+_OTHER_KEYS = ("version", "ingress", "metrics")
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Topology:
@@ -75,7 +83,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
     problems: list[Problem] = []
     for key in data:
         if key not in (*_SECTIONS, *_OTHER_KEYS):
-            valid = ", ".join(["version", *_SECTIONS, "ingress"])
+            valid = ", ".join(["version", *_SECTIONS, "ingress", "metrics"])
             problems.append(Problem(str(key), f"unknown section (valid: {valid})"))
     if data.get("version", 1) != 1:
         problems.append(Problem("version", f"unsupported version {data['version']!r} (valid: 1)"))
@@ -87,8 +95,17 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         queues=sections["queues"],
         workers=sections["workers"],
         ingress=_convert_ingress(data.get("ingress") or {}, problems),
+        metrics=_convert_metrics(data.get("metrics") or {}, problems),
     )
     return topology, problems
+
+
+def _convert_metrics(data: object, problems: list[Problem]) -> Metrics:
+    try:
+        return msgspec.convert(data, Metrics, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        problems.append(_validation_problem("metrics", Metrics, str(exc)))
+        return Metrics()
 
 
 def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:

@@ -23,6 +23,20 @@ DEFAULT_TLS_PORT = 15671
 _ENABLE_HINT = "enable it: rabbitmq-plugins enable rabbitmq_management"
 
 
+class Rate(msgspec.Struct, frozen=True, kw_only=True):
+    """A per-second rate the management API averages over its sample window."""
+
+    rate: float = 0.0
+
+
+class MessageStats(msgspec.Struct, frozen=True, kw_only=True):
+    """A queue's message rates: `publish` in, `ack` out (absent until there was traffic)."""
+
+    publish_details: Rate = Rate()
+    ack_details: Rate = Rate()
+    deliver_get_details: Rate = Rate()
+
+
 class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A queue as the management API reports it (counters are 0 until stats arrive)."""
 
@@ -35,6 +49,7 @@ class QueueInfo(msgspec.Struct, frozen=True, kw_only=True):
     messages_ready: int = 0
     messages_unacknowledged: int = 0
     consumers: int = 0
+    message_stats: MessageStats = MessageStats()
 
 
 class ExchangeInfo(msgspec.Struct, frozen=True, kw_only=True):

@@ -169,6 +169,20 @@ class Ingress(_Spec, frozen=True):
     routes: dict[str, IngressRoute] = {}
 
 
+#: Each worker process's Prometheus port by default; `fleet up` numbers up from it.
+DEFAULT_METRICS_PORT = 9100
+
+
+class Metrics(_Spec, frozen=True):
+    """Each worker's Prometheus endpoint and how often it reports its queues' depths.
+
+    `fleet up` gives its n-th worker process `port + n`; 0 turns the endpoint off.
+    """
+
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = DEFAULT_METRICS_PORT
+    lag_interval: Duration = Duration(15_000)
+
+
 class Topology(_Spec, frozen=True):
     """A whole topology file."""
 
@@ -177,6 +191,7 @@ class Topology(_Spec, frozen=True):
     queues: dict[str, Queue] = {}
     workers: dict[str, WorkerSpec] = {}
     ingress: Ingress = msgspec.field(default_factory=Ingress)
+    metrics: Metrics = msgspec.field(default_factory=Metrics)
 
     def worker(self, name: str) -> WorkerSpec:
         """The spec of one worker.

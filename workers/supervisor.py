@@ -109,7 +109,13 @@ class Supervisor:
             await process.wait()
 
 
-def worker_command(name: str, topology_file: str | None, url: str, log_format: str) -> list[str]:
+def worker_command(
+    name: str,
+    topology_file: str | None,
+    url: str,
+    log_format: str,
+    metrics_port: int | None = None,
+) -> list[str]:
     """The `fleet worker run` command line for one worker process."""
     command = [
         sys.executable,
@@ -125,4 +131,6 @@ def worker_command(name: str, topology_file: str | None, url: str, log_format: s
     ]
     if topology_file:
         command += ["--file", topology_file]
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
     return command

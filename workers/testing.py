@@ -36,7 +36,8 @@ class WorkerProcess:
         topology_file: the topology file it reads.
         url: the broker URL (with the test's vhost).
         pythonpath: folders to put on PYTHONPATH (where the worker module lives).
-        args: extra `worker run` options, e.g. ``["--prefetch", "10"]``.
+        args: extra `worker run` options, e.g. ``["--prefetch", "10"]``; without
+            ``--metrics-port`` the process serves no metrics (tests run many at once).
         env: extra environment variables.
     """
 
@@ -66,6 +67,8 @@ class WorkerProcess:
             url,
             *args,
         ]
+        if "--metrics-port" not in args:
+            self.command += ["--metrics-port", "0"]
         root = Path(__file__).resolve().parent.parent
         paths = [str(p) for p in pythonpath] + [str(root)]
         self.env = {

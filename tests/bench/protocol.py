@@ -35,6 +35,9 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
         tag: prefix of the message ids this job publishes.
         database_url: PostgreSQL for fleet's inbox; None keeps the default inbox.
         warmup: share of the first latency samples left out of the percentiles.
+        observe: fleet's observability: "" (the bench default: no metrics, no
+            tracing), "metrics" (Prometheus counting on), "traced" (metrics and
+            an OpenTelemetry SDK recording a span per delivery).
     """
 
     contender: str
@@ -50,6 +53,7 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     tag: str = "m"
     database_url: str | None = None
     warmup: float = 0.1
+    observe: str = ""
 
 
 class Outcome(msgspec.Struct, kw_only=True):

@@ -26,6 +26,39 @@ def free_port() -> int:
         return port
 
 
+def free_ports(count: int) -> int:
+    """A base port with `count` free ports from it on (for `fleet up --metrics-port`)."""
+    for _ in range(50):
+        base = free_port()
+        probes = [socket.socket() for _ in range(count - 1)]
+        try:
+            for offset, probe in enumerate(probes, start=1):
+                probe.bind(("0.0.0.0", base + offset))
+            return base
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+    raise RuntimeError(f"no {count} consecutive free ports")
+
+
+def scrape_workers(base: int, count: int) -> list[tuple[str, float]]:
+    """(worker, messages processed) from each of `count` metrics ports from `base`."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    found = []
+    for port in range(base, base + count):
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        for family in text_string_to_metric_families(text):
+            if family.name == "fleet_messages_processed":
+                workers = {s.labels["worker"] for s in family.samples}
+                assert len(workers) == 1, workers
+                found.append((workers.pop(), sum(s.value for s in family.samples)))
+    return found
+
+
 def fleet_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
@@ -39,6 +72,7 @@ class TestUpAndDemo:
         worker replica; `fleet demo` sends its mix, and everything ends and reconciles."""
         # Given
         port = free_port()
+        metrics_base = free_ports(WORKER_PROCESSES)
         up = subprocess.Popen(
             [
                 sys.executable,
@@ -54,6 +88,8 @@ class TestUpAndDemo:
                 broker.amqp_url,
                 "--database-url",
                 database,
+                "--metrics-port",
+                str(metrics_base),
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -101,6 +137,7 @@ class TestUpAndDemo:
                 env=fleet_env(FLEET_GATEWAY_URL=f"http://127.0.0.1:{port}/gateway"),
             )
             print("\n" + demo.stdout)
+            served = scrape_workers(metrics_base, WORKER_PROCESSES)
         finally:
             up.send_signal(signal.SIGTERM)
             code = up.wait(60)
@@ -126,6 +163,20 @@ class TestUpAndDemo:
             ]
         )
         assert not [x for x in output if '"process.exited"' in x]
+        # Each worker process served its own metrics, on the base port plus its index.
+        assert sorted(worker for worker, _ in served) == sorted(
+            [
+                "inventory",
+                "inventory",
+                "payments",
+                "payments",
+                "shipping",
+                "orders",
+                "notifications",
+            ]
+        )
+        assert sum(n for worker, n in served if worker == "inventory") >= 60
+        assert not [x for x in output if '"metrics.unavailable"' in x]
 
     def test_demo_without_a_running_fleet_says_how_to_start_it(
         self, broker: Broker, database: str

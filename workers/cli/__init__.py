@@ -33,6 +33,7 @@ COMMANDS = {
     "publish": "workers.cli.publish",
     "saga": "workers.cli.saga",
     "standins": "workers.cli.standins",
+    "status": "workers.cli.status",
     "topology": "workers.cli.topology",
     "up": "workers.cli.up",
     "worker": "workers.cli.worker",

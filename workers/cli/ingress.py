@@ -64,6 +64,9 @@ def run_command(
         routes = resolve_routes(topology, default_registry)
     except IngressConfigError as exc:
         fail(str(exc), EXIT_USAGE)
+    from workers.observability import context as tracing
+
+    tracing.configure("fleet.ingress")  # spans only when OTEL_* name an exporter
     shutdown = Shutdown()
 
     async def main() -> None:

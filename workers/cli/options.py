@@ -34,6 +34,18 @@ def management_url_option(function: F) -> F:
     )(function)
 
 
+def metrics_port_option(function: F) -> F:
+    """``--metrics-port`` / FLEET_METRICS_PORT: where a worker serves /metrics."""
+    return click.option(
+        "--metrics-port",
+        envvar="FLEET_METRICS_PORT",
+        type=click.IntRange(min=0, max=65535),
+        default=None,
+        help="Port of the Prometheus /metrics endpoint (env FLEET_METRICS_PORT); default: "
+        "the topology's metrics.port (9100); 0 turns metrics off.",
+    )(function)
+
+
 def file_option(function: F) -> F:
     """``--file`` / FLEET_TOPOLOGY: the topology file."""
     return click.option(

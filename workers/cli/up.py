@@ -14,7 +14,12 @@ import click
 from topology import load
 from topology.apply import apply
 from workers.cli import cli, fail
-from workers.cli.options import file_option, management_url_option, url_option
+from workers.cli.options import (
+    file_option,
+    management_url_option,
+    metrics_port_option,
+    url_option,
+)
 from workers.runtime.loop import run
 from workers.supervisor import Child, Supervisor, worker_command
 
@@ -25,6 +30,7 @@ Examples:
   make up                                    # the same, on a fresh machine
   fleet up --only inventory --only payments
   fleet up --file my-fleet.yaml --url amqp://user:pw@rabbit:5672/prod
+  fleet up --metrics-port 9300               # worker processes on :9300, :9301, ...
 """
 
 #: Where `--standins` serves the gateway and the carrier, and the workers' defaults.
@@ -60,6 +66,7 @@ STANDINS_PORT = 8765
     help="PostgreSQL URL for every worker (env FLEET_DATABASE_URL): their inbox, timeline "
     "and, for the reference workers, their tables.",
 )
+@metrics_port_option
 @file_option
 @url_option
 @management_url_option
@@ -71,6 +78,7 @@ def up(
     standins: bool,
     standins_port: int,
     database_url: str | None,
+    metrics_port: int | None,
     topology_file: str | None,
     url: str,
     management_url: str | None,
@@ -84,6 +92,9 @@ def up(
     The reference workers keep their state in PostgreSQL and refuse to start
     without --database-url; they call a payment gateway and a carrier, which
     --standins provides on this machine.
+
+    Worker process n (counting from 0, in the order printed at start) serves
+    its Prometheus metrics on --metrics-port + n.
     """
     sys.path.insert(0, os.getcwd())
     topology = load(topology_file)
@@ -114,17 +125,31 @@ def up(
         base = f"http://127.0.0.1:{standins_port}"
         os.environ.setdefault("FLEET_GATEWAY_URL", f"{base}/gateway")
         os.environ.setdefault("FLEET_CARRIER_URL", f"{base}/carrier")
-    children += [
-        Child(f"{name}#{replica}", worker_command(name, topology_file, url, log_format))
+    if management_url:
+        os.environ["FLEET_MANAGEMENT_URL"] = management_url  # the workers' lag polls
+    port_base = topology.metrics.port if metrics_port is None else metrics_port
+    replicas = [
+        (name, replica)
         for name, spec in topology.workers.items()
         if not only or name in only
         for replica in range(1, spec.replicas + 1)
+    ]
+    ports = metrics_ports(port_base, len(replicas))
+    children += [
+        Child(f"{name}#{replica}", worker_command(name, topology_file, url, log_format, port))
+        for (name, replica), port in zip(replicas, ports, strict=True)
     ]
     click.echo(
         f"Starting {len(children)} process(es): "
         f"{', '.join(c.name for c in children)}. Ctrl-C stops them.",
         err=True,
     )
+    if port_base:
+        listing = ", ".join(
+            f"{name}#{replica} :{port}"
+            for (name, replica), port in zip(replicas, ports, strict=True)
+        )
+        click.echo(f"Metrics (/metrics): {listing}", err=True)
     supervisor = Supervisor(children)
 
     async def main() -> None:
@@ -134,6 +159,11 @@ def up(
         await supervisor.run()
 
     run(main())
+
+
+def metrics_ports(base: int, count: int) -> list[int]:
+    """One port per worker process, counting up from `base`; all 0 (off) when it is 0."""
+    return [base + i if base else 0 for i in range(count)]
 
 
 async def _database_problem(database_url: str) -> str | None:

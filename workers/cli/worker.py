@@ -9,8 +9,14 @@ import click
 
 from topology import load
 from workers.cli import cli
-from workers.cli.options import file_option, url_option
+from workers.cli.options import (
+    file_option,
+    management_url_option,
+    metrics_port_option,
+    url_option,
+)
 from workers.loader import load_worker
+from workers.observability import context as tracing
 from workers.runtime.loop import run
 from workers.runtime.service import WorkerSettings, run_worker
 from workers.runtime.shutdown import Shutdown
@@ -21,6 +27,8 @@ Examples:
   fleet worker run inventory
   fleet worker run payments --concurrency 32 --prefetch 128
   FLEET_AMQP_URL=amqp://user:pw@rabbit-1:5672/prod fleet worker run shipping
+  fleet worker run orders --metrics-port 9105      # Prometheus on :9105/metrics
+  OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318 fleet worker run payments   # traces
   fleet worker list
 """
 
@@ -62,16 +70,20 @@ def worker() -> None:
     help="PostgreSQL URL for the inbox (env FLEET_DATABASE_URL): deduplicates across processes "
     "and restarts. Without it, only redeliveries to this process are caught.",
 )
+@metrics_port_option
 @file_option
 @url_option
+@management_url_option
 def run_command(
     name: str,
     concurrency: int | None,
     prefetch: int | None,
     drain_timeout: float,
     database_url: str | None,
+    metrics_port: int | None,
     topology_file: str | None,
     url: str,
+    management_url: str | None,
 ) -> None:
     """Run worker NAME until SIGTERM or Ctrl-C.
 
@@ -80,9 +92,13 @@ def run_command(
     and publishes follow-on events with publisher confirms. Reconnects by
     itself when the broker restarts. The first signal drains in-flight work;
     a second one stops at once (unfinished messages are requeued).
+
+    Serves Prometheus metrics on --metrics-port (its queue's lag included) and
+    records trace spans when the OTEL_* variables name an exporter.
     """
     sys.path.insert(0, os.getcwd())  # worker modules of the user's project
     topology = load(topology_file)
+    port = topology.metrics.port if metrics_port is None else metrics_port
     try:
         settings = WorkerSettings.from_topology(
             topology,
@@ -92,9 +108,12 @@ def run_command(
             concurrency=concurrency,
             drain_timeout=drain_timeout,
             database_url=database_url,
+            metrics_port=port or None,
+            management_url=management_url,
         )
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
+    tracing.configure(f"fleet.{name}")
     shutdown = Shutdown()
 
     async def main() -> None:

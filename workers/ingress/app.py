@@ -33,6 +33,7 @@ from workers.ingress.broker import BrokerDown, BrokerLink
 from workers.ingress.dedupe import RecentIds, Seen, SeenIds
 from workers.ingress.replies import AlreadyWaiting, ReplyListener
 from workers.ingress.routes import Route
+from workers.observability import context as tracing
 from workers.runtime.outgoing import Outgoing, outgoing_event
 
 log = structlog.get_logger("fleet.ingress")
@@ -100,7 +101,8 @@ async def dispatch(request: web.Request) -> web.Response:
             headers={"Allow": "POST"},
         )
     try:
-        return await accept(request, route)
+        with tracing.request_span(request.headers, name=f"POST {route.path}"):
+            return await accept(request, route)
     except _Refused as refused:
         return refused.response
 
@@ -141,6 +143,7 @@ async def accept(request: web.Request, route: Route) -> web.Response:
         message_id=message_id,
         correlation_id=correlation_id,
         app_id="fleet.ingress",
+        trace=tracing.for_request(request.headers),
     )
     if message.routing_key != route.routing_key:
         message = msgspec.structs.replace(message, routing_key=route.routing_key)

@@ -16,9 +16,10 @@ unless something goes wrong.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiormq
 import structlog
@@ -28,6 +29,8 @@ from pamqp.commands import Basic
 from contracts import Event, InvalidPayload, decode, derive_message_id
 from workers.context import Context
 from workers.errors import PublishFailed
+from workers.observability.context import copied
+from workers.observability.metrics import TypeStats, WorkerMetrics, record_processed
 from workers.runtime import headers as h
 from workers.runtime.acks import AckBatcher, Frame
 from workers.runtime.deadletter import parked_copy, recounted_copy, redelivery_copy
@@ -45,6 +48,9 @@ from workers.runtime.retry import (
 )
 from workers.runtime.slots import Slots
 from workers.worker import Emitted, Handler, HandlerSpec, Worker
+
+if TYPE_CHECKING:
+    from workers.observability.tracing import Tracing
 
 log = structlog.get_logger("fleet.consumer")
 
@@ -90,6 +96,9 @@ class Consumer:
             counts redeliveries in a header instead).
         count_redeliveries: count redeliveries in a header when the inbox cannot
             count starts (classic queues: RabbitMQ does not count them).
+        metrics: where to count deliveries for Prometheus; None counts nothing.
+        tracing: records a span per delivery; None (tracing off) only copies
+            an incoming trace context onto follow-ons.
     """
 
     def __init__(
@@ -108,6 +117,8 @@ class Consumer:
         counters: Counters | None = None,
         crash_limit: int = 5,
         count_redeliveries: bool = False,
+        metrics: WorkerMetrics | None = None,
+        tracing: Tracing | None = None,
     ):
         self.worker = worker
         self.queue = queue
@@ -131,6 +142,10 @@ class Consumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self.counters = counters if counters is not None else Counters()
+        self._metrics = metrics
+        self._tracing = tracing
+        if metrics is not None:
+            metrics.in_flight = lambda: self.in_flight
 
     # -- the path -------------------------------------------------------------
 
@@ -153,7 +168,9 @@ class Consumer:
                     self._acks.abandoned()
                     self.counters.requeued += 1
                     return
-                failure = await self._process(message)
+                failure = await (
+                    self._process(message) if self._tracing is None else self._traced(message)
+                )
             if failure is None:
                 await self._acknowledge(self._acks.finished, tag)
             else:
@@ -176,6 +193,10 @@ class Consumer:
         handler = self._find_handler(type_name, headers, delivery.routing_key or "")
         message_id = properties.message_id or _derived_id(message)
         attempts: int = headers.get(h.ATTEMPTS, 0)
+        stats: TypeStats | None = None
+        if self._metrics is not None:
+            stats = self._metrics.stats(handler.event_type.__wire_name__ if handler else None)
+            stats.received += 1
         if delivery.redelivered:
             guard = await self._crash_guard(message_id, headers)
             if guard is not None:
@@ -198,17 +219,39 @@ class Consumer:
             redelivered=bool(delivery.redelivered),
             headers=headers,
         )
+        started = time.perf_counter()
         try:
             outgoing = await self._rules.call(self._handle, handler.function, event, ctx)
             if outgoing:
                 await self._publish(outgoing)
         except HandlerFailed as failed:
+            if stats is not None:
+                stats.handler_seconds.observe(time.perf_counter() - started)
             retries = headers.get(h.RETRIES, 0)
             return self._rules.decide(failed.error, retries), attempts + failed.attempts
         except PublishFailed as error:
             return self._rules.decide(error, headers.get(h.RETRIES, 0)), attempts + 1
         self.counters.processed += 1
+        if stats is not None:
+            record_processed(stats, started, headers, properties.timestamp)
         return None
+
+    async def _traced(self, message: DeliveredMessage) -> tuple[Decision, int] | None:
+        """`_process` inside a span that is the child of the message's trace context."""
+        assert self._tracing is not None
+        properties = message.header.properties
+        with self._tracing.consuming(
+            properties.headers or {},
+            queue=self.queue,
+            worker=self._name,
+            type_name=properties.message_type,
+            message_id=properties.message_id,
+            correlation_id=properties.correlation_id,
+        ) as span:
+            failure = await self._process(message)
+            if failure is not None:
+                self._tracing.failed(span, type(failure[0]).__name__)
+            return failure
 
     async def _handle(self, function: Handler[Any], event: Event, ctx: Context) -> list[Outgoing]:
         """One attempt: claim the message in the inbox, call the handler, keep its follow-ons."""
@@ -218,6 +261,8 @@ class Consumer:
         async with inbox.claim(self._name, ctx.message_id, _note(ctx, "processed", [])) as claim:
             if claim.duplicate:
                 self.counters.duplicates += 1
+                if self._metrics is not None:
+                    self._metrics.stats(ctx.event_type).duplicates += 1
                 return claim.replay
             ctx.db = claim.db
             outgoing = self._outgoing(await function(event, ctx), ctx)
@@ -259,6 +304,7 @@ class Consumer:
                 f"worker {self._name!r} emitted {events[0].__wire_name__} but has no "
                 "'publish_to' exchange in the topology"
             )
+        trace = copied(ctx.headers) if self._tracing is None else self._tracing.outgoing()
         return [
             outgoing_event(
                 event,
@@ -268,6 +314,7 @@ class Consumer:
                 causation_id=ctx.message_id,
                 mandatory=event.__wire_name__ not in self._terminal,
                 app_id=self._app_id,
+                trace=trace,
             )
             for i, event in enumerate(events)
         ]
@@ -333,6 +380,8 @@ class Consumer:
                 for frame_tag, multiple in frames:
                     await self._channel.basic_ack(frame_tag, multiple=multiple, wait=False)
             return
+        if self._metrics is not None and not isinstance(decision, Recount):
+            self._count_failure(message, decision)
         if isinstance(decision, Recount):
             self.counters.recounted += 1
             log.info("message.recounted", deliveries=decision.deliveries, **fields)
@@ -360,6 +409,19 @@ class Consumer:
         if not isinstance(decision, Recount) and self._inbox is not None:
             await self._note_failure(message, message_id, decision)
         await self._acknowledge(self._acks.finished, tag)
+
+    def _count_failure(self, message: DeliveredMessage, decision: Redeliver | Park) -> None:
+        assert self._metrics is not None
+        properties = message.header.properties
+        delivery = cast(Basic.Deliver, message.delivery)
+        handler = self._find_handler(
+            properties.message_type, properties.headers or {}, delivery.routing_key or ""
+        )
+        type_name = handler.event_type.__wire_name__ if handler else None
+        if isinstance(decision, Redeliver):
+            self._metrics.retried(type_name, decision.tier)
+        else:
+            self._metrics.dead_lettered(type_name, decision.reason)
 
     async def _note_failure(
         self, message: DeliveredMessage, message_id: str, decision: Redeliver | Park

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 VERSION = "version"
 CAUSATION_ID = "causation-id"
+# The publish time in milliseconds (the name RabbitMQ's message-timestamp plugin
+# uses): the AMQP `timestamp` property has whole seconds only.
+TIMESTAMP_MS = "timestamp_in_ms"
+# W3C trace context, so one saga is one trace (any AMQP client may set them).
+TRACEPARENT = "traceparent"
+TRACESTATE = "tracestate"
 
 ATTEMPTS = "x-fleet-attempts"  # handler calls so far, across every tier
 RETRIES = "x-fleet-retries"  # broker-delayed redeliveries so far

@@ -35,12 +35,20 @@ class Outgoing(msgspec.Struct, frozen=True, array_like=True):
     mandatory: bool
     timestamp: datetime
     app_id: str | None = None
+    # W3C trace context (traceparent, tracestate) of the span that caused it.
+    trace: dict[str, str] | None = None
 
     def properties(self) -> Basic.Properties:
-        """fleet's wire format: JSON, persistent, type, ids and the version header."""
-        headers: dict[str, object] = {h.VERSION: self.version}
+        """fleet's wire format: JSON, persistent, type, ids and the version header
+        (plus the publish time in ms and the trace context, for observability)."""
+        headers: dict[str, object] = {
+            h.VERSION: self.version,
+            h.TIMESTAMP_MS: int(self.timestamp.timestamp() * 1000),
+        }
         if self.causation_id is not None:
             headers[h.CAUSATION_ID] = self.causation_id
+        if self.trace:
+            headers.update(self.trace)
         return Basic.Properties(
             content_type=JSON,
             delivery_mode=PERSISTENT,
@@ -72,6 +80,7 @@ def outgoing_event(
     causation_id: str | None = None,
     mandatory: bool = True,
     app_id: str | None = None,
+    trace: dict[str, str] | None = None,
 ) -> Outgoing:
     """An event as the message that will carry it."""
     return Outgoing(
@@ -86,6 +95,7 @@ def outgoing_event(
         mandatory=mandatory,
         timestamp=datetime.now(UTC),
         app_id=app_id,
+        trace=trace,
     )
 
 

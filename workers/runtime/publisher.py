@@ -7,12 +7,15 @@ channel pipeline: each awaits only its own confirm.
 
 from __future__ import annotations
 
+import time
+
 import aiormq
 from aiormq.abc import AbstractChannel
 from pamqp import commands as spec_commands
 from pamqp.commands import Basic
 
 from workers.errors import PublishFailed
+from workers.observability.metrics import Histogram
 from workers.runtime.outgoing import Outgoing
 
 
@@ -24,11 +27,19 @@ class Publisher:
             `on_return_raises` (aio-pika: ``channel(publisher_confirms=True,
             on_return_raises=True)``).
         app_id: written to every message's `app_id` (the worker's name).
+        confirm_seconds: where confirmed publishes' latencies go (metrics), if anywhere.
     """
 
-    def __init__(self, channel: AbstractChannel, *, app_id: str | None = None):
+    def __init__(
+        self,
+        channel: AbstractChannel,
+        *,
+        app_id: str | None = None,
+        confirm_seconds: Histogram | None = None,
+    ):
         self._channel = channel
         self.app_id = app_id
+        self._confirm_seconds = confirm_seconds
 
     async def publish_outgoing(self, message: Outgoing) -> None:
         """Publish a prepared follow-on message and wait for its confirm.
@@ -54,6 +65,7 @@ class Publisher:
         mandatory: bool = True,
     ) -> None:
         """Publish raw bytes and wait for the confirm; see `publish_outgoing`."""
+        started = time.perf_counter()
         try:
             confirmation = await self._channel.basic_publish(
                 body,
@@ -73,3 +85,5 @@ class Publisher:
                 f"the broker refused the message for exchange {exchange!r} "
                 f"(routing key {routing_key!r}): {type(confirmation).__name__}"
             )
+        if self._confirm_seconds is not None:
+            self._confirm_seconds.observe(time.perf_counter() - started)

@@ -4,9 +4,10 @@ stop, and reconnect whenever the broker goes away."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiormq
 import structlog
@@ -16,6 +17,7 @@ from topology import BrokerUnreachable, Topology
 from topology.names import dead_letter_queue, retry_queue
 from workers.errors import WorkerError
 from workers.loader import load_exception_classes, load_worker
+from workers.observability import context as trace_context
 from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
 from workers.runtime.consumer import Consumer, Counters
 from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
@@ -23,6 +25,9 @@ from workers.runtime.publisher import Publisher
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
 from workers.worker import Resources, Worker
+
+if TYPE_CHECKING:
+    from workers.observability.observer import Observer
 
 log = structlog.get_logger("fleet.worker")
 
@@ -42,6 +47,10 @@ class WorkerSettings:
     concurrency: int
     drain_timeout: float = 30.0
     database_url: str | None = None
+    # Prometheus: None counts nothing; 0 counts without serving (tests, embedding);
+    # a port serves /metrics there.
+    metrics_port: int | None = None
+    management_url: str | None = None
 
     @classmethod
     def from_topology(
@@ -54,6 +63,8 @@ class WorkerSettings:
         concurrency: int | None = None,
         drain_timeout: float = 30.0,
         database_url: str | None = None,
+        metrics_port: int | None = None,
+        management_url: str | None = None,
     ) -> WorkerSettings:
         """Settings for worker `name`, the CLI's overrides winning over the file."""
         spec = topology.worker(name)
@@ -66,6 +77,25 @@ class WorkerSettings:
             concurrency=concurrency or spec.concurrency,
             drain_timeout=drain_timeout,
             database_url=database_url,
+            metrics_port=metrics_port,
+            management_url=management_url,
+        )
+
+    def make_observer(self) -> Observer | None:
+        """The worker's metrics and lag poller, or None when metrics are off."""
+        if self.metrics_port is None:
+            return None
+        # Imported here: without metrics a worker never loads prometheus-client or httpx.
+        from workers.observability.observer import Observer
+
+        return Observer(
+            self.worker,
+            self.topology.worker(self.name).queue,
+            self.topology,
+            port=self.metrics_port or None,
+            url=self.url,
+            management_url=self.management_url,
+            lag_interval=self.topology.metrics.lag_interval.seconds,
         )
 
     def make_inbox(self) -> Inbox:
@@ -115,6 +145,9 @@ async def run_worker(
     resources = Resources(settings.name, getattr(inbox, "pool", None))
     for hook in settings.worker.startup_hooks:
         await hook(resources)
+    observer = settings.make_observer()
+    if observer is not None:
+        observer.start()
     try:
         failures = 0
         while not shutdown.requested.is_set():
@@ -132,17 +165,26 @@ async def run_worker(
                 await _wait_any(shutdown.requested, seconds=delay)
                 continue
             failures = 0
+            polling = observer.polling(connection) if observer is not None else None
             try:
-                lost = await _consume(connection, settings, rules, inbox, counters, shutdown, ready)
+                lost = await _consume(
+                    connection, settings, rules, inbox, counters, shutdown, ready, observer
+                )
             except CONNECTION_ERRORS as exc:
                 lost = True
                 log.warning("broker.connection_lost", worker=settings.name, error=str(exc))
             finally:
+                if polling is not None:
+                    polling.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await polling
                 if not connection.is_closed:
                     await connection.close()
             if lost:
                 await _wait_any(shutdown.requested, seconds=_backoff(1))
     finally:
+        if observer is not None:
+            observer.stop()
         for hook in settings.worker.shutdown_hooks:
             await hook(resources)
         await inbox.close()
@@ -157,6 +199,7 @@ async def _consume(
     counters: Counters,
     shutdown: Shutdown,
     ready: asyncio.Event | None,
+    observer: Observer | None = None,
 ) -> bool:
     """Consume on one connection; True if the connection was lost, False on a requested stop."""
     spec = settings.topology.worker(settings.name)
@@ -169,11 +212,16 @@ async def _consume(
     # lost connection: reconnect rather than sit on a dead consumer.
     for wrapper in channels.wrappers:
         wrapper.close_callbacks.add(lambda *_: lost.set())
+    metrics = observer.metrics if observer is not None else None
     consumer = Consumer(
         worker=settings.worker,
         queue=spec.queue,
         channel=channels.consume,
-        publisher=Publisher(channels.publish, app_id=f"fleet.{settings.name}"),
+        publisher=Publisher(
+            channels.publish,
+            app_id=f"fleet.{settings.name}",
+            confirm_seconds=metrics.confirm_seconds if metrics is not None else None,
+        ),
         rules=rules,
         publish_to=spec.publish_to,
         terminal=frozenset(spec.terminal),
@@ -183,6 +231,8 @@ async def _consume(
         counters=counters,
         crash_limit=spec.crash_limit,
         count_redeliveries=queue.type == "classic",
+        metrics=metrics,
+        tracing=trace_context.current(),
     )
     # Logged before the consume starts: the first deliveries may be handled
     # before basic_consume's reply is, and a line after them would mislead.

@@ -47,8 +47,14 @@ def run(job: Job, signals: Signals) -> Outcome:
     marks: dict[str, tuple[float, float]] = {}
     _watch_logs(marks)
     settings = worker_settings(
-        layout.bench_topology(), WORKERS[job.role], job.url, database_url=job.database_url
+        layout.bench_topology(),
+        WORKERS[job.role],
+        job.url,
+        database_url=job.database_url,
+        metrics=bool(job.observe),
     )
+    if job.observe == "traced":
+        _record_spans()
     probe = Probe(job.expected, phases(job.rates, job.seconds) if job.rates else None)
     fleet_workers.PROBE = probe
     signals.ready()
@@ -100,6 +106,24 @@ async def _publish(job: Job) -> Outcome:
         end = now()
     probe.count = job.expected
     return probe.outcome(*end)
+
+
+def _record_spans() -> None:
+    """Tracing on, as an OTLP exporter would have it, minus the network: the SDK
+    makes a span per delivery and batches them to an exporter that drops them."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+    from workers.observability import context
+    from workers.observability.tracing import Tracing
+
+    class Drop(SpanExporter):
+        def export(self, spans: Any) -> SpanExportResult:
+            return SpanExportResult.SUCCESS
+
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(Drop()))
+    context.use(Tracing(provider))
 
 
 def _watch_logs(marks: dict[str, tuple[float, float]]) -> None:

@@ -22,13 +22,23 @@ SendEvent = Callable[[Event, str, str], Awaitable[None]]  # (event, exchange, me
 
 
 def worker_settings(
-    topology: Topology, name: str, url: str, *, database_url: str | None = None
+    topology: Topology,
+    name: str,
+    url: str,
+    *,
+    database_url: str | None = None,
+    metrics: bool = False,
 ) -> WorkerSettings:
-    """Settings for one bench worker (prefetch and concurrency from the topology).
+    """Settings for one bench worker (prefetch and concurrency from the topology);
+    `metrics` counts for Prometheus without serving (and polls the queue's depth).
 
     Raises:
         RuntimeError: a database was asked for and this runtime has no PostgreSQL inbox.
     """
+    if metrics:
+        return WorkerSettings.from_topology(
+            topology, name, url, database_url=database_url, metrics_port=0
+        )
     if database_url is None:
         return WorkerSettings.from_topology(topology, name, url)
     unsupported = postgres_inbox_missing()

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from tests.bench.bench import Bench
 from tests.bench.results import Series
-from tests.bench.scenarios import drain, inbox, latency, publish, saga
+from tests.bench.scenarios import drain, inbox, latency, observe, publish, saga
 
 Scenario = Callable[[Bench], Awaitable[list[Series]]]
 
@@ -22,4 +22,5 @@ SCENARIOS: dict[str, Scenario] = {
     "latency": latency.run,
     "publish": publish.run,
     "inbox": inbox.run,
+    "observe": observe.run,
 }

@@ -1,0 +1,144 @@
+"""`fleet status`: a live table of every managed queue; exit 1 on dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import click
+
+from topology import load
+from topology.management import Management
+from workers.cli import EXIT_FAILURE, EXIT_OK, cli
+from workers.cli.options import file_option, management_url_option, url_option
+from workers.runtime.connection import connect
+from workers.runtime.loop import run
+from workers.status import Depth, QueueStatus, Snapshot, snapshot
+
+EXAMPLES = """
+\b
+Examples:
+  fleet status
+  fleet status --watch --interval 5
+  fleet status > /dev/null || echo "dead letters: see fleet dlq list"
+"""
+
+HEADER = ("QUEUE", "KIND", "READY", "UNACKED", "CONSUMERS", "IN/s", "OUT/s", "RETRY", "DEAD")
+
+
+@cli.command(epilog=EXAMPLES)
+@click.option("--watch", is_flag=True, help="Redraw every --interval seconds until Ctrl-C.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(min=0.5),
+    default=2.0,
+    show_default=True,
+    help="Seconds between redraws with --watch.",
+)
+@file_option
+@url_option
+@management_url_option
+def status(
+    watch: bool, interval: float, topology_file: str | None, url: str, management_url: str | None
+) -> None:
+    """Every queue of the topology: ready, unacked, consumers, rates in and out,
+    retry-tier and dead-letter depths; dead letters in red.
+
+    Exits 1 when any dead-letter queue holds messages (or a managed queue is
+    missing from the broker), 0 otherwise, so it serves as a health check.
+    Ready and consumer counts are exact; unacked counts and rates come from the
+    management API and trail by its statistics interval (5 s by default).
+    """
+    topology = load(topology_file)
+    latest: list[Snapshot] = []  # the last state read, for the exit code after Ctrl-C
+
+    async def main() -> None:
+        connection = await connect(url, name="fleet status")
+        try:
+            with Management.for_broker(url, management_url) as management:
+                latest[:] = [await snapshot(topology, connection, management)]
+                while watch:
+                    click.clear()
+                    click.echo(time.strftime("%H:%M:%S  ") + f"every {interval:g}s, Ctrl-C stops")
+                    show(latest[-1])
+                    await asyncio.sleep(interval)
+                    latest[:] = [await snapshot(topology, connection, management)]
+        finally:
+            await connection.close()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(main())
+    if not latest:  # interrupted before the first read
+        raise SystemExit(EXIT_FAILURE)
+    if not watch:
+        show(latest[-1])
+    raise SystemExit(EXIT_OK if latest[-1].healthy else EXIT_FAILURE)
+
+
+def show(shot: Snapshot) -> None:
+    for line, colour in render(shot):
+        click.secho(line, fg=colour, bold=colour == "red")
+
+
+def render(shot: Snapshot) -> list[tuple[str, str | None]]:
+    """The table's lines with their colours: red for a row with dead letters,
+    yellow for one whose queues are missing."""
+    rows = [HEADER, *(_cells(row) for row in shot.rows)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines: list[tuple[str, str | None]] = [(_join(HEADER, widths), None)]
+    for status_row, cells in zip(shot.rows, rows[1:], strict=True):
+        colour = "red" if status_row.dead_letters else "yellow" if status_row.missing else None
+        lines.append((_join(cells, widths), colour))
+    waiting = sum(d.ready for row in shot.rows for _, d in row.retries)
+    lines.append(("", None))
+    lines.append((f"{shot.dead_letters} dead-lettered, {waiting} waiting for a retry.", None))
+    for row in shot.rows:
+        if row.dead_letters:
+            lines.append(
+                (f"{row.dead_letters} in {row.dead.name if row.dead else '?'}: "
+                 f"fleet dlq show {row.queue.name}", "red")
+            )  # fmt: skip
+    missing = shot.missing
+    if missing:
+        names = ", ".join(missing[:3]) + (
+            f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        )
+        lines.append(
+            (f"{len(missing)} managed queue(s) not on the broker ({names}): "
+             "run `fleet topology apply`", "yellow")
+        )  # fmt: skip
+    return lines
+
+
+def _cells(row: QueueStatus) -> tuple[str, ...]:
+    q = row.queue
+    if q.missing:
+        counts = ("-", "-", "-", "-", "-")
+    else:
+        counts = (
+            str(q.ready),
+            str(q.unacked),
+            str(q.consumers),
+            _rate(q.rate_in),
+            _rate(q.rate_out),
+        )
+    retries = " ".join(f"{label}:{_count(d)}" for label, d in row.retries) or "-"
+    dead = "-" if row.dead is None else _count(row.dead)
+    return (q.name, row.kind, *counts, retries, dead)
+
+
+def _count(depth: Depth) -> str:
+    return "missing" if depth.missing else str(depth.ready + depth.unacked)
+
+
+def _rate(value: float) -> str:
+    return f"{value:.1f}"
+
+
+def _join(cells: tuple[str, ...], widths: list[int]) -> str:
+    # Names and words left, numbers right.
+    out = []
+    for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
+        out.append(cell.ljust(width) if i in (0, 1, 7) else cell.rjust(width))
+    return "  ".join(out).rstrip()
