@@ -19,7 +19,15 @@ import yaml
 from topology.check import check_references
 from topology.duration import Duration
 from topology.errors import TopologyInvalid
-from topology.model import Exchange, Ingress, IngressRoute, Queue, Topology, WorkerSpec
+from topology.model import (
+    Exchange,
+    Ingress,
+    IngressRoute,
+    Queue,
+    Topology,
+    WebhookSubscription,
+    WorkerSpec,
+)
 from topology.problems import Problem, errors
 
 DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
@@ -29,6 +37,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "exchanges": Exchange,
     "queues": Queue,
     "workers": WorkerSpec,
+    "webhooks": WebhookSubscription,
 }
 #: Top-level keys besides the name → spec sections.
 _OTHER_KEYS = ("version", "ingress")
@@ -86,6 +95,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         exchanges=sections["exchanges"],
         queues=sections["queues"],
         workers=sections["workers"],
+        webhooks=sections["webhooks"],
         ingress=_convert_ingress(data.get("ingress") or {}, problems),
     )
     return topology, problems
@@ -138,7 +148,7 @@ def _convert_section(
             )
         except msgspec.ValidationError as exc:
             problems.append(_validation_problem(path, spec, str(exc)))
-            if spec is not WorkerSpec:
+            if spec in (Exchange, Queue):
                 # A stand-in keeps the name known, so the reference checks that
                 # follow still run without reporting it as missing.
                 converted[name] = spec()
