@@ -35,6 +35,7 @@ COMMANDS = {
     "standins": "workers.cli.standins",
     "topology": "workers.cli.topology",
     "up": "workers.cli.up",
+    "webhooks": "workers.cli.webhooks",
     "worker": "workers.cli.worker",
 }
 

@@ -1,0 +1,67 @@
+"""One delivery attempt: POST the event's body, signed, and time the answer."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import httpx
+
+from workers.standard_webhooks import signature_header
+
+USER_AGENT = "fleet-webhooks/1"
+#: How much of an error text an attempt keeps.
+ERROR_LIMIT = 300
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one POST got: an HTTP status, or the error that stopped it."""
+
+    status: int | None
+    error: str | None
+    latency_ms: float
+    retry_after: str | None = None
+
+    @property
+    def delivered(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+async def post(
+    client: httpx.AsyncClient,
+    url: str,
+    *,
+    message_id: str,
+    body: bytes,
+    secrets: tuple[str, ...],
+    seconds: float,
+) -> Attempt:
+    """POST `body` unchanged with the Standard Webhooks headers; never raises for
+    a failed request (the Attempt says what happened)."""
+    timestamp = int(time.time())
+    headers = {
+        "content-type": "application/json",
+        "user-agent": USER_AGENT,
+        "webhook-id": message_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": signature_header(secrets, message_id, timestamp, body),
+    }
+    started = time.perf_counter()
+    try:
+        response = await client.post(url, content=body, headers=headers, timeout=seconds)
+    except httpx.TimeoutException:
+        return Attempt(None, f"timeout after {seconds:g}s", _since(started))
+    except httpx.HTTPError as exc:
+        error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return Attempt(None, error[:ERROR_LIMIT], _since(started))
+    return Attempt(
+        response.status_code,
+        None if response.is_success else response.reason_phrase or None,
+        _since(started),
+        response.headers.get("retry-after"),
+    )
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 2)
