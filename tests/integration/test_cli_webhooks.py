@@ -148,3 +148,29 @@ class TestRun:
         assert result.stdout.splitlines()[1].split() == [
             "crm", "http://127.0.0.1:9/webhooks/crm", "OrderConfirmed", "200ms", "500ms", "private",
         ]  # fmt: skip
+
+
+class TestTopologyCheck:
+    def test_check_names_an_unknown_contract_and_warns_about_a_private_url(
+        self, tmp_path: Path
+    ) -> None:
+        """`fleet topology check` resolves subscribed contracts and flags internal URLs."""
+        # Given
+        path = tmp_path / "topology.yaml"
+        path.write_text(
+            TOPOLOGY.format(url="http://10.0.0.5", delays="1s", allowance="").replace(
+                "[OrderConfirmed]", "[OrderConfirmed, OrderShipped]"
+            )
+        )
+        # When
+        result = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "topology", "check", "--file", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        )
+        # Then
+        assert result.returncode == 1
+        assert "error: webhooks.crm.events[1]: unknown event type 'OrderShipped'" in result.stdout
+        assert "warning: webhooks.crm.url: 10.0.0.5 is a private address" in result.stdout

@@ -177,6 +177,7 @@ class TestDelivery:
         webhook = receiver.webhooks
         assert list(webhook.accepted) == ["m-1"]
         assert webhook.accepted["m-1"].body == CONFIRMED
+        assert webhook.accepted["m-1"].event_type == "OrderConfirmed"
         assert [(r.webhook_id, r.verified, r.status) for r in webhook.received] == [
             ("m-1", True, 500),
             ("m-1", True, 500),

@@ -41,6 +41,7 @@ class Received:
 
     path: str
     webhook_id: str | None
+    event_type: str | None
     timestamp: str | None
     signature: str | None
     verified: bool
@@ -81,6 +82,7 @@ class WebhookReceiver:
             entry = Received(
                 path=path,
                 webhook_id=webhook_id,
+                event_type=headers.get("fleet-event-type"),
                 timestamp=headers.get("webhook-timestamp"),
                 signature=headers.get("webhook-signature"),
                 verified=verified,

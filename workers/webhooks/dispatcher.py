@@ -30,7 +30,7 @@ from workers.webhooks.destination import check_destination
 from workers.webhooks.errors import DeliveryFailed, DestinationRefused
 from workers.webhooks.outcome import decide
 from workers.webhooks.records import DeliveryRecord, Outcome, Records
-from workers.webhooks.sender import Attempt, post
+from workers.webhooks.sender import CORRELATION_ID, EVENT_TYPE, EVENT_VERSION, Attempt, post
 from workers.webhooks.subscription import Subscription
 
 log = structlog.get_logger("fleet.webhooks")
@@ -179,6 +179,7 @@ class Dispatcher:
             body=message.body,
             secrets=sub.secrets,
             seconds=sub.timeout,
+            extra=_event_headers(message, event_type, version),
         )
         return attempt, decide(attempt, sub.rules, int(headers.get(h.RETRIES, 0)))
 
@@ -216,6 +217,14 @@ class Dispatcher:
         except TimeoutError:
             return False
         return True
+
+
+def _event_headers(message: DeliveredMessage, event_type: str, version: int) -> dict[str, str]:
+    headers = {EVENT_TYPE: event_type, EVENT_VERSION: str(version)}
+    correlation_id = message.header.properties.correlation_id
+    if correlation_id:
+        headers[CORRELATION_ID] = correlation_id
+    return headers
 
 
 def _detail(decision: Decision) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -10,6 +11,11 @@ import httpx
 from workers.standard_webhooks import signature_header
 
 USER_AGENT = "fleet-webhooks/1"
+#: Informational headers (not covered by the signature): the event's type, version
+#: and saga, so a receiver can route without parsing the body.
+EVENT_TYPE = "fleet-event-type"
+EVENT_VERSION = "fleet-event-version"
+CORRELATION_ID = "fleet-correlation-id"
 #: How much of an error text an attempt keeps.
 ERROR_LIMIT = 300
 
@@ -36,11 +42,13 @@ async def post(
     body: bytes,
     secrets: tuple[str, ...],
     seconds: float,
+    extra: Mapping[str, str] | None = None,
 ) -> Attempt:
-    """POST `body` unchanged with the Standard Webhooks headers; never raises for
-    a failed request (the Attempt says what happened)."""
+    """POST `body` unchanged with the Standard Webhooks headers (and `extra`); never
+    raises for a failed request (the Attempt says what happened)."""
     timestamp = int(time.time())
     headers = {
+        **(extra or {}),
         "content-type": "application/json",
         "user-agent": USER_AGENT,
         "webhook-id": message_id,
