@@ -35,8 +35,9 @@ class TestUpAndDemo:
     def test_fleet_up_with_standins_then_demo_balances_the_books(
         self, broker: Broker, database: str
     ) -> None:
-        """`fleet up --standins` applies the topology and runs the stand-ins and every
-        worker replica; `fleet demo` sends its mix, and everything ends and reconciles."""
+        """`fleet up --standins` applies the topology and runs the stand-ins, every
+        worker replica and the webhook dispatcher; `fleet demo` sends its mix, and
+        everything ends and reconciles."""
         # Given
         port = free_port()
         up = subprocess.Popen(
@@ -123,6 +124,7 @@ class TestUpAndDemo:
                 "shipping#1",
                 "orders#1",
                 "notifications#1",
+                "webhooks",
             ]
         )
         assert not [x for x in output if '"process.exited"' in x]

@@ -1,5 +1,6 @@
-"""`fleet up`: apply the topology and run every worker with its replicas (and, with
-`--standins`, the stand-in gateway and carrier the reference workers call)."""
+"""`fleet up`: apply the topology and run every worker with its replicas, the webhook
+dispatcher when the topology has subscriptions (and, with `--standins`, the stand-in
+gateway, carrier and webhook receiver the reference fleet calls)."""
 
 from __future__ import annotations
 
@@ -11,12 +12,14 @@ import sys
 import asyncpg
 import click
 
-from topology import load
+from topology import Topology, load
 from topology.apply import apply
 from workers.cli import cli, fail
 from workers.cli.options import file_option, management_url_option, url_option
+from workers.loader import import_contracts
 from workers.runtime.loop import run
-from workers.supervisor import Child, Supervisor, worker_command
+from workers.standard_webhooks import new_secret
+from workers.supervisor import Child, Supervisor, webhooks_command, worker_command
 
 EXAMPLES = """
 \b
@@ -24,6 +27,7 @@ Examples:
   fleet up --standins --database-url postgresql://postgres@127.0.0.1:5432/fleet
   make up                                    # the same, on a fresh machine
   fleet up --only inventory --only payments
+  fleet up --only webhooks                   # just the webhook dispatcher
   fleet up --file my-fleet.yaml --url amqp://user:pw@rabbit:5672/prod
 """
 
@@ -37,7 +41,8 @@ STANDINS_PORT = 8765
     "only",
     multiple=True,
     metavar="WORKER",
-    help="Run only these workers (repeatable); default: all of them.",
+    help="Run only these workers (repeatable; `webhooks` is the webhook dispatcher); "
+    "default: all of them.",
 )
 @click.option("--no-apply", is_flag=True, help="Do not apply the topology first.")
 @click.option(
@@ -77,7 +82,8 @@ def up(
 ) -> None:
     """Apply the topology, then run every worker with its replica count.
 
-    Each replica is its own `fleet worker run` process. A process that exits
+    Each replica is its own `fleet worker run` process; webhook subscriptions
+    get one `fleet webhooks run` process. A process that exits
     unexpectedly is restarted with backoff; Ctrl-C or SIGTERM stops them all
     gracefully (in-flight work finishes, the rest is requeued).
 
@@ -87,10 +93,11 @@ def up(
     """
     sys.path.insert(0, os.getcwd())
     topology = load(topology_file)
-    unknown = sorted(set(only) - set(topology.workers))
+    runnable = [*topology.workers, *(["webhooks"] if topology.webhooks else [])]
+    unknown = sorted(set(only) - set(runnable))
     if unknown:
         raise click.UsageError(
-            f"unknown worker(s) {', '.join(unknown)} (known: {', '.join(topology.workers)})"
+            f"unknown worker(s) {', '.join(unknown)} (known: {', '.join(runnable)})"
         )
     if database_url:
         problem = run(_database_problem(database_url))
@@ -104,6 +111,8 @@ def up(
             fg="yellow",
             err=True,
         )
+    if topology.webhooks:
+        import_contracts(topology_file)  # subscriptions bind their contracts' routing keys
     if not no_apply:
         result = run(apply(topology, url, management_url=management_url))
         click.echo(result.summary(), err=True)
@@ -120,6 +129,9 @@ def up(
         if not only or name in only
         for replica in range(1, spec.replicas + 1)
     ]
+    wanted = not only or "webhooks" in only
+    if topology.webhooks and wanted and _webhook_secrets_ready(topology, standins):
+        children.append(Child("webhooks", webhooks_command(topology_file, url, log_format)))
     click.echo(
         f"Starting {len(children)} process(es): "
         f"{', '.join(c.name for c in children)}. Ctrl-C stops them.",
@@ -134,6 +146,31 @@ def up(
         await supervisor.run()
 
     run(main())
+
+
+def _webhook_secrets_ready(topology: Topology, standins: bool) -> bool:
+    """Whether every subscription has a secret. With the stand-ins, a missing one is
+    made up for this run (the dispatcher and the stand-in receiver share it);
+    without, the dispatcher is left out with a warning."""
+    for name, spec in topology.webhooks.items():
+        if any(os.environ.get(var) for var in spec.secrets_env):
+            continue
+        if standins:
+            os.environ[spec.secrets_env[0]] = new_secret()
+            click.echo(
+                f"webhooks.{name}: {spec.secrets_env[0]} was not set; "
+                "signing with a secret made up for this run",
+                err=True,
+            )
+            continue
+        click.secho(
+            f"warning: webhooks.{name}: none of {', '.join(spec.secrets_env)} is set: "
+            "the webhook dispatcher is not started",
+            fg="yellow",
+            err=True,
+        )
+        return False
+    return True
 
 
 async def _database_problem(database_url: str) -> str | None:
