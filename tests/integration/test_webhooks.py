@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -296,6 +297,32 @@ class TestDeadLetters:
         assert parked.headers[h.REASON] == "permanent"
         assert "receiver answered 410" in parked.headers[h.ERROR_MESSAGE]
         assert len(receiver.webhooks.received) == 1
+
+    async def test_a_dead_lettered_webhook_is_delivered_after_fleet_dlq_replay(
+        self, hooks: Hooks, receiver: Standins
+    ) -> None:
+        """Once the receiver is fixed, `fleet dlq replay webhook.crm` sends it again."""
+        # Given: parked after a 410
+        await hooks.provision()
+        receiver.webhooks.script([410])
+        async with hooks.dispatching():
+            hooks.publish("m-replay")
+            await hooks.wait_records(1)
+            # When
+            replay = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "workers.cli", "dlq", "replay", "webhook.crm", "--all",
+                "--url", hooks.broker.amqp_url,
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            )  # fmt: skip
+            output, _ = await replay.communicate()
+            records = await hooks.wait_records(2)
+        # Then
+        assert replay.returncode == 0, output.decode()
+        assert [(r.attempt, r.status, r.outcome) for r in records] == [
+            (1, 410, "dead"),
+            (1, 200, "delivered"),  # attempts reset by the replay
+        ]
+        assert list(receiver.webhooks.accepted) == ["m-replay"]
 
     async def test_a_private_destination_without_the_allowance_is_refused(
         self, hooks: Hooks, receiver: Standins

@@ -95,22 +95,14 @@ class Dispatcher:
                 self._idle.set()
 
     async def _deliver(self, message: DeliveredMessage) -> None:
-        sub = self.subscription
         properties = message.header.properties
         headers: dict[str, Any] = properties.headers or {}
         message_id = properties.message_id or _derived_id(message)
         event_type = properties.message_type or "?"
         number = int(headers.get(h.ATTEMPTS, 0)) + 1
         attempt, decision = await self._attempt(message, message_id, event_type, headers)
-        outcome: Outcome = (
-            "delivered"
-            if decision is None
-            else "retry"
-            if isinstance(decision, Redeliver)
-            else "dead"
-        )
         fields = {
-            "subscription": sub.name,
+            "subscription": self.subscription.name,
             "message_id": message_id,
             "correlation_id": properties.correlation_id,
             "type": event_type,
@@ -121,35 +113,8 @@ class Dispatcher:
         if decision is not None and not await self._settle(message, decision, message_id, number):
             log.error("webhook.unsettled", error=attempt.error, **fields)
             return
-        if decision is None:
-            self.counters.delivered += 1
-            log.info("webhook.delivered", **fields)
-        elif isinstance(decision, Redeliver):
-            self.counters.retried += 1
-            log.warning(
-                "webhook.retried", delay=str(decision.delay), error=decision.reason, **fields
-            )
-        elif isinstance(decision, Park):
-            self.counters.dead_lettered += 1
-            log.warning(
-                "webhook.dead_lettered", reason=decision.reason, error=decision.message, **fields
-            )
-        record = DeliveryRecord(
-            subscription=sub.name,
-            message_id=message_id,
-            event_type=event_type,
-            attempt=number,
-            url=sub.url,
-            status=attempt.status,
-            error=None if decision is None else _detail(decision),
-            latency_ms=attempt.latency_ms,
-            outcome=outcome,
-            retry_queue=decision.queue if isinstance(decision, Redeliver) else None,
-        )
-        try:
-            await self._records.add(record)
-        except Exception as error:  # a record is a log, not part of the message path
-            log.warning("webhook.unrecorded", message_id=message_id, error=str(error))
+        self._count(decision, fields)
+        await self._record(attempt, decision, message_id, event_type, number)
         tag = cast(int, cast(Basic.Deliver, message.delivery).delivery_tag)
         await self._channel.basic_ack(tag, wait=False)
 
@@ -189,15 +154,13 @@ class Dispatcher:
         """Publish the retry or dead-letter copy with a confirm; False (and the delivery
         handed back to the queue) if the broker refused it."""
         sub = self.subscription
-        copy = redelivery_copy if isinstance(decision, Redeliver) else parked_copy
-        routing_key, properties = copy(
-            message,
-            decision,  # type: ignore[arg-type]
-            message_id=message_id,
-            worker=sub.queue,
-            queue=sub.queue,
-            attempts=number,
-        )
+        place = {"message_id": message_id, "worker": sub.queue, "queue": sub.queue}
+        if isinstance(decision, Redeliver):
+            routing_key, properties = redelivery_copy(message, decision, attempts=number, **place)
+        elif isinstance(decision, Park):
+            routing_key, properties = parked_copy(message, decision, attempts=number, **place)
+        else:
+            raise AssertionError(f"the dispatcher never recounts: {decision!r}")
         try:
             await self._publisher.publish(
                 message.body, exchange="", routing_key=routing_key, properties=properties
@@ -208,6 +171,54 @@ class Dispatcher:
             await self._channel.basic_nack(tag, requeue=True, wait=False)
             return False
         return True
+
+    def _count(self, decision: Decision | None, fields: dict[str, Any]) -> None:
+        if decision is None:
+            self.counters.delivered += 1
+            log.info("webhook.delivered", **fields)
+        elif isinstance(decision, Redeliver):
+            self.counters.retried += 1
+            log.warning(
+                "webhook.retried", delay=str(decision.delay), error=decision.reason, **fields
+            )
+        elif isinstance(decision, Park):
+            self.counters.dead_lettered += 1
+            log.warning(
+                "webhook.dead_lettered", reason=decision.reason, error=decision.message, **fields
+            )
+
+    async def _record(
+        self,
+        attempt: Attempt,
+        decision: Decision | None,
+        message_id: str,
+        event_type: str,
+        number: int,
+    ) -> None:
+        """Record the attempt; a failure to record never fails the delivery."""
+        outcome: Outcome = (
+            "delivered"
+            if decision is None
+            else "retry"
+            if isinstance(decision, Redeliver)
+            else "dead"
+        )
+        record = DeliveryRecord(
+            subscription=self.subscription.name,
+            message_id=message_id,
+            event_type=event_type,
+            attempt=number,
+            url=self.subscription.url,
+            status=attempt.status,
+            error=None if decision is None else _detail(decision),
+            latency_ms=attempt.latency_ms,
+            outcome=outcome,
+            retry_queue=decision.queue if isinstance(decision, Redeliver) else None,
+        )
+        try:
+            await self._records.add(record)
+        except Exception as error:  # a record is a log, not part of the message path
+            log.warning("webhook.unrecorded", message_id=message_id, error=str(error))
 
     async def drain(self, seconds: float) -> bool:
         """Stop starting deliveries and wait for running ones; True if all finished."""
