@@ -189,6 +189,8 @@ class WebhookSubscription(_Spec, frozen=True):
     # Environment variables holding `whsec_` secrets; every set one signs each
     # delivery (the first is the newest), so receivers can rotate.
     secrets_env: Annotated[list[str], msgspec.Meta(min_length=1)]
+    # An environment variable that, when set, replaces `url` (per deployment).
+    url_env: str | None = None
     timeout: Duration = Duration(10_000)
     retry: WebhookRetry = msgspec.field(default_factory=WebhookRetry)
     queue_type: Literal["quorum", "classic"] = "quorum"

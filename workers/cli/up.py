@@ -123,6 +123,7 @@ def up(
         base = f"http://127.0.0.1:{standins_port}"
         os.environ.setdefault("FLEET_GATEWAY_URL", f"{base}/gateway")
         os.environ.setdefault("FLEET_CARRIER_URL", f"{base}/carrier")
+        os.environ.setdefault("FLEET_NOTIFY_WEBHOOK_URL", f"{base}/webhooks/notifications")
     children += [
         Child(f"{name}#{replica}", worker_command(name, topology_file, url, log_format))
         for name, spec in topology.workers.items()

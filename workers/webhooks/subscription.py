@@ -87,7 +87,7 @@ def _resolve(name: str, spec: WebhookSubscription, env: Mapping[str, str]) -> Su
     policy = RetryPolicy(attempts=1, delays=spec.retry.delays)
     return Subscription(
         name=name,
-        url=spec.url,
+        url=(env.get(spec.url_env) if spec.url_env else None) or spec.url,
         secrets=secrets,
         events=frozenset((e.contract, e.version) for e in spec.subscribed()),
         timeout=spec.timeout.seconds,
