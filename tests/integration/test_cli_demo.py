@@ -128,6 +128,9 @@ class TestUpAndDemo:
             ]
         )
         assert not [x for x in output if '"process.exited"' in x]
+        # The orders' endings went out as signed webhooks the stand-in accepted.
+        assert [x for x in output if '"webhook.delivered"' in x]
+        assert not [x for x in output if '"webhook.dead_lettered"' in x]
 
     def test_demo_without_a_running_fleet_says_how_to_start_it(
         self, broker: Broker, database: str
