@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 
 import contracts.fulfilment  # noqa: F401  (the subscription binds their routing keys)
@@ -31,6 +33,7 @@ from workers.standins import Answer, Standins, serve
 from workers.testing import collect, queue_depth
 from workers.webhooks import DeliveryRecord, NoRecords, PostgresRecords, resolve, run_dispatchers
 from workers.webhooks.records import Records, recent
+from workers.webhooks.sender import post
 
 NEW = "whsec_" + base64.b64encode(b"the new secret, 24 bytes").decode()
 OLD = "whsec_" + base64.b64encode(b"the old secret, 24 bytes").decode()
@@ -234,6 +237,51 @@ class TestDelivery:
         # Then
         assert {r.webhook_id for r in receiver.webhooks.received} == {"m-dup"}
         assert sum(r.duplicate for r in receiver.webhooks.received) == 1
+
+
+class TestPinnedAddress:
+    async def test_a_name_is_resolved_checked_and_connected_to_by_that_address(
+        self, hooks: Hooks, receiver: Standins
+    ) -> None:
+        """localhost is allowed by address only: the request goes to the checked
+        127.0.0.1 and still names localhost in its Host header."""
+        # Given
+        if {info[4][0] for info in socket.getaddrinfo("localhost", 80)} != {"127.0.0.1"}:
+            pytest.skip("localhost resolves to more than 127.0.0.1 here")
+        port = receiver.url.rsplit(":", 1)[1]
+        receiver.url = f"http://localhost:{port}"
+        await hooks.provision(allowance="    allow_hosts: [127.0.0.0/8]")
+        # When
+        async with hooks.dispatching():
+            hooks.publish("m-pinned")
+            await hooks.wait_records(1)
+        # Then
+        request = receiver.webhooks.accepted["m-pinned"]
+        assert request.host == f"localhost:{port}"
+        assert request.verified
+
+    async def test_the_request_goes_to_the_pinned_address_not_a_fresh_lookup(
+        self, receiver: Standins
+    ) -> None:
+        """A name that does not resolve at all still reaches the pinned address, and
+        the receiver sees the name: the connection never asked DNS again."""
+        # Given
+        port = receiver.url.rsplit(":", 1)[1]
+        body = b'{"order_id": "o-1"}'
+        # When
+        async with httpx.AsyncClient() as client:
+            attempt = await post(
+                client,
+                f"http://hooks.invalid:{port}/webhooks/crm",
+                message_id="m-direct",
+                body=body,
+                secrets=(NEW,),
+                seconds=5,
+                connect_to="127.0.0.1",
+            )
+        # Then
+        assert (attempt.status, attempt.error) == (200, None)
+        assert receiver.webhooks.accepted["m-direct"].host == f"hooks.invalid:{port}"
 
 
 class TestRetryAfter:

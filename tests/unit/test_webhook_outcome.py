@@ -104,7 +104,20 @@ class TestDestinationGuard:
             await check_destination(url)
 
     async def test_allow_hosts_lets_one_host_through(self) -> None:
-        await check_destination("http://127.0.0.1:8080/h", allow_hosts=("127.0.0.1",))
+        """An IP literal is connected to as written: nothing to pin."""
+        address = await check_destination("http://127.0.0.1:8080/h", allow_hosts=("127.0.0.1",))
+        assert address is None
+
+    async def test_a_resolved_name_returns_the_checked_address_to_connect_to(self) -> None:
+        """localhost allowed by network: the request is pinned to what was checked."""
+        address = await check_destination(
+            "http://localhost:8080/h", allow_hosts=("127.0.0.0/8", "::1")
+        )
+        assert address in ("127.0.0.1", "::1")
+
+    async def test_a_name_allowed_by_name_is_not_resolved(self) -> None:
+        address = await check_destination("http://localhost/h", allow_hosts=("localhost",))
+        assert address is None
 
     async def test_allow_hosts_by_network(self) -> None:
         await check_destination("http://10.0.0.8/h", allow_hosts=("10.0.0.0/8",))

@@ -40,6 +40,7 @@ class Received:
     """One request as the receiver saw it."""
 
     path: str
+    host: str | None
     webhook_id: str | None
     event_type: str | None
     timestamp: str | None
@@ -81,6 +82,7 @@ class WebhookReceiver:
             duplicate = answer.status == 200 and webhook_id in self.accepted
             entry = Received(
                 path=path,
+                host=headers.get("host"),
                 webhook_id=webhook_id,
                 event_type=headers.get("fleet-event-type"),
                 timestamp=headers.get("webhook-timestamp"),

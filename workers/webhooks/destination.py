@@ -1,13 +1,15 @@
 """The SSRF guard, at delivery time: resolve the URL's host and refuse internal addresses.
 
 Checked before every attempt, so a name that starts resolving to an internal
-address is caught too. (What it cannot catch: a DNS answer that changes between
-this check and httpx's own lookup, milliseconds later.)
+address is caught too. The request then connects to the very address that was
+checked (`sender.post(connect_to=…)`), so a DNS answer that changes in between
+(DNS rebinding) cannot steer it elsewhere.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import socket
 from urllib.parse import urlsplit
 
@@ -17,8 +19,9 @@ from workers.webhooks.errors import DeliveryFailed, DestinationRefused
 
 async def check_destination(
     url: str, *, allow_private: bool = False, allow_hosts: tuple[str, ...] = ()
-) -> None:
-    """Return if `url` may be called; raise otherwise.
+) -> str | None:
+    """The address to connect to if `url` may be called (None: connect as the URL
+    says, because the host is an IP literal or allowed by name); raise otherwise.
 
     Raises:
         DestinationRefused: the host is, or resolves to, an internal address that
@@ -29,8 +32,9 @@ async def check_destination(
     if host is None:
         raise DestinationRefused(f"{url!r} has no host")
     if allow_private or allowed(host, None, allow_hosts):
-        return
-    for address in await _addresses(host, urlsplit(url).port):
+        return None
+    addresses = await _addresses(host, urlsplit(url).port)
+    for address in addresses:
         kind = internal_range(address)
         if kind is not None and not allowed(host, address, allow_hosts):
             shown = host if host == address else f"{host} ({address})"
@@ -38,10 +42,11 @@ async def check_destination(
                 f"{shown} is a {kind} address: refused (SSRF guard); allow it with "
                 "allow_private or allow_hosts in the subscription"
             )
+    return None if addresses == [host] else addresses[0]
 
 
 async def _addresses(host: str, port: int | None) -> list[str]:
-    if internal_range(host) is not None:
+    if _is_ip(host):
         return [host]  # an IP literal needs no lookup
     loop = asyncio.get_running_loop()
     try:
@@ -49,3 +54,11 @@ async def _addresses(host: str, port: int | None) -> list[str]:
     except socket.gaierror as exc:
         raise DeliveryFailed(f"cannot resolve {host}: {exc.strerror}") from None
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True

@@ -131,7 +131,7 @@ class Dispatcher:
             )
             return Attempt(None, reason, 0.0), Park("unknown-type", "UnknownEventType", reason)
         try:
-            await check_destination(
+            address = await check_destination(
                 sub.url, allow_private=sub.allow_private, allow_hosts=sub.allow_hosts
             )
         except (DestinationRefused, DeliveryFailed) as error:
@@ -145,6 +145,7 @@ class Dispatcher:
             secrets=sub.secrets,
             seconds=sub.timeout,
             extra=_event_headers(message, event_type, version),
+            connect_to=address,
         )
         return attempt, decide(attempt, sub.rules, int(headers.get(h.RETRIES, 0)))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -43,9 +44,15 @@ async def post(
     secrets: tuple[str, ...],
     seconds: float,
     extra: Mapping[str, str] | None = None,
+    connect_to: str | None = None,
 ) -> Attempt:
     """POST `body` unchanged with the Standard Webhooks headers (and `extra`); never
-    raises for a failed request (the Attempt says what happened)."""
+    raises for a failed request (the Attempt says what happened).
+
+    `connect_to` pins the connection to an address the SSRF guard checked: the
+    request keeps the URL's host in its Host header and, over TLS, in SNI and
+    certificate verification.
+    """
     timestamp = int(time.time())
     headers = {
         **(extra or {}),
@@ -55,9 +62,18 @@ async def post(
         "webhook-timestamp": str(timestamp),
         "webhook-signature": signature_header(secrets, message_id, timestamp, body),
     }
+    target = httpx.URL(url)
+    extensions: dict[str, Any] = {}
+    if connect_to is not None:
+        headers["host"] = target.netloc.decode("ascii")
+        if target.scheme == "https":
+            extensions["sni_hostname"] = target.host
+        target = target.copy_with(host=connect_to)
     started = time.perf_counter()
     try:
-        response = await client.post(url, content=body, headers=headers, timeout=seconds)
+        response = await client.post(
+            target, content=body, headers=headers, timeout=seconds, extensions=extensions
+        )
     except httpx.TimeoutException:
         return Attempt(None, f"timeout after {seconds:g}s", _since(started))
     except httpx.HTTPError as exc:

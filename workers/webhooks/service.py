@@ -1,5 +1,7 @@
-"""The dispatcher process: one connection, a consume channel per subscription,
-one HTTP client; consume until told to stop, reconnect whenever the broker goes away."""
+"""The dispatcher process: one connection, and per subscription a consume channel
+and an HTTP client of its own (its connections, pinned to checked addresses, are
+never reused for another subscription's host); consume until told to stop,
+reconnect whenever the broker goes away."""
 
 from __future__ import annotations
 
@@ -48,11 +50,19 @@ async def run_dispatchers(
     Raises:
         QueueMissing: the topology was not applied to this broker.
     """
-    limits = httpx.Limits(max_connections=sum(s.concurrency for s in subscriptions))
     dispatchers: list[Dispatcher] = []
     await records.start()
     try:
-        async with httpx.AsyncClient(follow_redirects=False, limits=limits) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = {
+                s.name: await stack.enter_async_context(
+                    httpx.AsyncClient(
+                        follow_redirects=False,
+                        limits=httpx.Limits(max_connections=s.concurrency),
+                    )
+                )
+                for s in subscriptions
+            }
             failures = 0
             while not shutdown.requested.is_set():
                 try:
@@ -66,7 +76,7 @@ async def run_dispatchers(
                 failures = 0
                 try:
                     lost, dispatchers = await _consume(
-                        connection, subscriptions, client, records, shutdown, drain_timeout, ready
+                        connection, subscriptions, clients, records, shutdown, drain_timeout, ready
                     )
                 except CONNECTION_ERRORS as exc:
                     lost = True
@@ -84,7 +94,7 @@ async def run_dispatchers(
 async def _consume(
     connection: AbstractConnection,
     subscriptions: Sequence[Subscription],
-    client: httpx.AsyncClient,
+    clients: dict[str, httpx.AsyncClient],
     records: Records,
     shutdown: Shutdown,
     drain_timeout: float,
@@ -104,7 +114,7 @@ async def _consume(
             subscription,
             channel=channels.consume,
             publisher=Publisher(channels.publish, app_id="fleet.webhooks"),
-            client=client,
+            client=clients[subscription.name],
             records=records,
         )
         log.info(
