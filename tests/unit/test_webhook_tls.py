@@ -53,7 +53,11 @@ def https_server(tmp_path: Path) -> Iterator[tuple[_Server, Path]]:
     context.load_cert_chain(cert, key)
     server = _Server(("127.0.0.1", 0), _Handler)
     server.seen, server.sni = [], []
-    context.sni_callback = lambda _socket, name, _context: server.sni.append(name)  # type: ignore[assignment,func-returns-value]
+
+    def note_sni(_socket: ssl.SSLObject, name: str | None, _context: ssl.SSLContext) -> None:
+        server.sni.append(name)
+
+    context.sni_callback = note_sni
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
