@@ -15,6 +15,7 @@ from topology import (
     check_webhook_contracts,
     expand,
     loads,
+    mermaid,
 )
 from topology.destinations import internal_range, literal_internal
 from topology.model import DEFAULT_WEBHOOK_DELAYS, WebhookEvent
@@ -248,3 +249,16 @@ class TestExpansion:
             expand(topology)
         # Then
         assert caught.value.problems[0].path == "webhooks.crm.events[0]"
+
+
+class TestGraph:
+    def test_a_subscription_is_drawn_fed_by_its_events(self) -> None:
+        """`fleet topology graph` shows where each subscribed event leaves the fleet."""
+        # When
+        text = mermaid(loads(EXCHANGES + SUBSCRIPTION))
+        # Then
+        assert text.splitlines()[-3:] == [
+            '    wh_crm[/"crm webhook: https://crm.example.com/hooks"/]',
+            '    ex_orders -->|"OrderConfirmed"| wh_crm',
+            '    ex_payments -->|"PaymentRefunded"| wh_crm',
+        ]
