@@ -122,6 +122,19 @@ class TestRun:
         [delivered] = process.events("webhook.delivered")
         assert (delivered["message_id"], delivered["status"]) == ("m-cli", 200)
 
+    def test_run_against_an_unprovisioned_broker_says_to_apply(
+        self, broker: Broker, tmp_path: Path
+    ) -> None:
+        """No `fleet topology apply` yet: one line saying so, exit 1."""
+        path = tmp_path / "topology.yaml"
+        path.write_text(TOPOLOGY.format(url="http://127.0.0.1:9", delays="1s", allowance=""))
+        result = fleet_cli("run", "--file", str(path), "--url", broker.amqp_url, env=SECRETS)
+        assert result.returncode == 1
+        assert (
+            "error: queue 'webhook.crm' does not exist on this broker: "
+            "run `fleet topology apply` first"
+        ) in result.stderr
+
     def test_an_unknown_subscription_is_a_usage_error(self, tmp_path: Path) -> None:
         path = tmp_path / "topology.yaml"
         path.write_text(TOPOLOGY.format(url="http://127.0.0.1:9", delays="1s", allowance=""))
