@@ -239,6 +239,32 @@ class TestDelivery:
         assert sum(r.duplicate for r in receiver.webhooks.received) == 1
 
 
+class TestConcurrency:
+    async def test_deliveries_run_concurrently_up_to_the_subscriptions_bound(
+        self, hooks: Hooks, receiver: Standins
+    ) -> None:
+        """Ten messages, concurrency 3: three POSTs wait at the receiver at once, never more."""
+        # Given
+        await hooks.provision(allowance="    allow_hosts: [127.0.0.1]\n    concurrency: 3")
+        receiver.webhooks.hold()
+        # When
+        async with hooks.dispatching():
+            for i in range(10):
+                hooks.publish(f"m-{i}")
+            await until(lambda: receiver.webhooks.in_flight == 3)
+
+            async def all_prefetched() -> bool:
+                return await queue_depth(hooks.broker.amqp_url, "webhook.crm") == 0
+
+            # Every message has reached the dispatcher: unbounded, all ten would POST now.
+            await until(all_prefetched)
+            receiver.webhooks.release()
+            await hooks.wait_records(10)
+        # Then
+        assert receiver.webhooks.max_in_flight == 3
+        assert len(receiver.webhooks.accepted) == 10
+
+
 class TestPinnedAddress:
     async def test_a_name_is_resolved_checked_and_connected_to_by_that_address(
         self, hooks: Hooks, receiver: Standins

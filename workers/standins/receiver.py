@@ -60,6 +60,10 @@ class WebhookReceiver:
     error_rate: float = 0.0
     received: list[Received] = field(default_factory=list)
     accepted: dict[str, Received] = field(default_factory=dict)
+    #: Requests being answered right now, and the most there ever were at once.
+    in_flight: int = 0
+    max_in_flight: int = 0
+    _gate: threading.Event = field(default_factory=threading.Event)
     _script: deque[Answer] = field(default_factory=deque)
     _seen: dict[str, int] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -69,8 +73,29 @@ class WebhookReceiver:
         with self._lock:
             self._script.extend(a if isinstance(a, Answer) else Answer(a) for a in answers)
 
+    def __post_init__(self) -> None:
+        self._gate.set()
+
+    def hold(self) -> None:
+        """Keep every request waiting (up to 30 s) until `release()`."""
+        self._gate.clear()
+
+    def release(self) -> None:
+        self._gate.set()
+
     def handle(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         """Verify, decide the answer, record the request."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            self._gate.wait(30)
+            return self._handle(path, headers, body)
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def _handle(self, path: str, headers: Mapping[str, str], body: bytes) -> Answer:
         with self._lock:
             try:
                 verify(headers, body, self.secrets)

@@ -389,6 +389,7 @@ def serve(
         yield standins
     finally:
         standins.released.set()  # let hanging answers go
+        standins.webhooks.release()
         server.shutdown()
         server.server_close()
         thread.join(5)
