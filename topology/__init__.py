@@ -7,13 +7,28 @@ is imported from its own module, so a worker process never loads the HTTP
 client it does not use.
 """
 
-from topology.check import EventRoute, WorkerWiring, check_references, check_wiring
+from topology.check import (
+    EventRoute,
+    WorkerWiring,
+    check_references,
+    check_webhook_contracts,
+    check_wiring,
+)
 from topology.duration import Duration
 from topology.errors import BrokerUnreachable, TopologyError, TopologyInvalid, UnsafeChange
 from topology.expand import expand
 from topology.graph import mermaid
 from topology.load import DEFAULT_FILE, load, loads
-from topology.model import Binding, Exchange, Queue, RetryPolicy, Topology, WorkerSpec
+from topology.model import (
+    Binding,
+    Exchange,
+    Queue,
+    RetryPolicy,
+    Topology,
+    WebhookEvent,
+    WebhookSubscription,
+    WorkerSpec,
+)
 from topology.plan import Change, Plan, plan
 from topology.problems import Problem
 from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
@@ -30,12 +45,15 @@ __all__ = [
     "Queue",
     "RetryPolicy",
     "Topology",
+    "WebhookEvent",
+    "WebhookSubscription",
     "WorkerSpec",
     # Checks
     "EventRoute",
     "Problem",
     "WorkerWiring",
     "check_references",
+    "check_webhook_contracts",
     "check_wiring",
     # Broker objects
     "BindingDecl",

@@ -9,11 +9,14 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
 import msgspec
 
+from contracts import Registry, UnknownEventType
+from topology.destinations import allowed, host_of, literal_internal
 from topology.model import Queue, RetryPolicy, Topology
-from topology.names import is_derived, retry_queue
+from topology.names import is_derived, retry_queue, webhook_queue
 from topology.problems import Problem
 from topology.routing import routes
 
@@ -146,6 +149,82 @@ def check_references(topology: Topology) -> list[Problem]:
                 )
             )
     problems += _ingress_problems(topology)
+    problems += _webhook_problems(topology)
+    return problems
+
+
+def _webhook_problems(topology: Topology) -> list[Problem]:
+    """Each subscription's exchange is declared, its URL is http(s) with a host, its
+    queue name is free, and a literal internal destination is allowed explicitly."""
+    problems: list[Problem] = []
+    exchanges = sorted(topology.exchanges)
+    for name, subscription in topology.webhooks.items():
+        path = f"webhooks.{name}"
+        if subscription.exchange not in topology.exchanges:
+            problems.append(
+                Problem(
+                    f"{path}.exchange",
+                    f"unknown exchange {subscription.exchange!r}{_known(exchanges)}",
+                )
+            )
+        for i, event in enumerate(subscription.subscribed()):
+            if event.exchange is not None and event.exchange not in topology.exchanges:
+                problems.append(
+                    Problem(
+                        f"{path}.events[{i}].exchange",
+                        f"unknown exchange {event.exchange!r}{_known(exchanges)}",
+                    )
+                )
+        queue = webhook_queue(name)
+        if queue in topology.queues:
+            problems.append(
+                Problem(path, f"its queue {queue!r} is also declared under queues: rename one")
+            )
+        parts = urlsplit(subscription.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            problems.append(
+                Problem(
+                    f"{path}.url", f"expected an http:// or https:// URL, got {subscription.url!r}"
+                )
+            )
+            continue
+        if not subscription.retry.delays:
+            problems.append(
+                Problem(
+                    f"{path}.retry.delays",
+                    "no delays: a failed delivery is dead-lettered after one attempt",
+                    "warning",
+                )
+            )
+        if len(set(subscription.retry.delays)) != len(subscription.retry.delays):
+            problems.append(Problem(f"{path}.retry.delays", "a delay is listed twice"))
+        internal = literal_internal(subscription.url)
+        host = host_of(subscription.url) or ""
+        if (
+            internal is not None
+            and not subscription.allow_private
+            and not allowed(host, host, subscription.allow_hosts)
+        ):
+            problems.append(
+                Problem(
+                    f"{path}.url",
+                    f"{host} is a {internal} address: every delivery will be refused "
+                    "(SSRF guard) unless allow_private is set or allow_hosts lists it",
+                    "warning",
+                )
+            )
+    return problems
+
+
+def check_webhook_contracts(topology: Topology, registry: Registry) -> list[Problem]:
+    """Every subscribed contract exists in `registry` (the CLI imports the contracts first)."""
+    problems: list[Problem] = []
+    for name, subscription in topology.webhooks.items():
+        for i, event in enumerate(subscription.subscribed()):
+            try:
+                registry.lookup(event.contract, event.version)
+            except UnknownEventType as exc:
+                problems.append(Problem(f"webhooks.{name}.events[{i}]", str(exc)))
     return problems
 
 

@@ -4,8 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from topology.model import DEFAULT_DELIVERY_LIMIT, Queue, Topology
-from topology.names import dead_letter_queue, retry_queue
+from contracts import Registry, UnknownEventType, default_registry
+from topology.errors import TopologyInvalid
+from topology.model import (
+    DEFAULT_DELIVERY_LIMIT,
+    Binding,
+    Queue,
+    RetryPolicy,
+    Topology,
+    WebhookSubscription,
+)
+from topology.names import dead_letter_queue, retry_queue, webhook_queue
+from topology.problems import Problem
 from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
 
 #: A parked message may be peeked at (`fleet dlq show`) many times; each peek is
@@ -36,7 +46,54 @@ def expand(topology: Topology) -> Resources:
             )
             for b in queue.bind
         ]
+    for name, subscription in topology.webhooks.items():
+        queue = webhook_work_queue(name, subscription)
+        resources.queues += _queues(webhook_queue(name), queue)
+        resources.bindings += [
+            BindingDecl(
+                source=b.exchange, destination=webhook_queue(name), routing_key=b.routing_key
+            )
+            for b in queue.bind
+        ]
     return resources
+
+
+def webhook_work_queue(
+    name: str, subscription: WebhookSubscription, registry: Registry = default_registry
+) -> Queue:
+    """A subscription as the work queue it implies: bound to each subscribed event's
+    routing key, with one broker-delayed tier per retry delay and no in-process retries.
+
+    A routing key not written in the file is the contract's own, so the contracts
+    must be registered (their modules imported) first.
+
+    Raises:
+        TopologyInvalid: a subscribed contract without a routing key is not registered.
+    """
+    bindings: list[Binding] = []
+    for i, event in enumerate(subscription.subscribed()):
+        key = event.routing_key
+        if key is None:
+            try:
+                key = registry.lookup(event.contract, event.version).__routing_key__
+            except UnknownEventType as exc:
+                raise TopologyInvalid(
+                    "<topology>",
+                    [
+                        Problem(
+                            f"webhooks.{name}.events[{i}]",
+                            f"{exc} (import the module that defines it, or give its routing_key)",
+                        )
+                    ],
+                ) from None
+        binding = Binding(exchange=event.exchange or subscription.exchange, routing_key=key)
+        if binding not in bindings:
+            bindings.append(binding)
+    return Queue(
+        type=subscription.queue_type,
+        bind=bindings,
+        retry=RetryPolicy(attempts=1, delays=subscription.retry.delays),
+    )
 
 
 def _queues(name: str, queue: Queue) -> list[QueueDecl]:

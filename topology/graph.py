@@ -1,6 +1,7 @@
 """The topology as a Mermaid flowchart: how an event travels through the fleet.
 
     exchange ──routing key──▶ queue ──▶ worker ──▶ emitted event ──routing key──▶ exchange
+    exchange ──event──▶ webhook subscription (its URL)
 
 The wiring (what each worker handles and emits) is handed in as data, so this
 module imports no worker code. The retry and dead-letter queues fleet derives
@@ -56,7 +57,20 @@ def mermaid(topology: Topology, wiring: Mapping[str, WorkerWiring] | None = None
                     f"    {emitted} -->|{_label(event.routing_key)}| "
                     f"{ids.of('ex', worker.publish_to)}"
                 )
+    lines += _webhooks(topology, ids)
     return "\n".join(lines) + "\n"
+
+
+def _webhooks(topology: Topology, ids: _Ids) -> list[str]:
+    """Each subscription as a node fed by its events (by name: no registry needed here)."""
+    lines = []
+    for name, subscription in topology.webhooks.items():
+        node = ids.of("wh", name)
+        lines.append(f"    {node}[/{_label(f'{name} webhook: {subscription.url}')}/]")
+        for event in subscription.subscribed():
+            source = ids.of("ex", event.exchange or subscription.exchange)
+            lines.append(f"    {source} -->|{_label(event.contract)}| {node}")
+    return lines
 
 
 class _Ids:

@@ -26,6 +26,7 @@ from topology.model import (
     Metrics,
     Queue,
     Topology,
+    WebhookSubscription,
     WorkerSpec,
 )
 from topology.problems import Problem, errors
@@ -37,6 +38,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "exchanges": Exchange,
     "queues": Queue,
     "workers": WorkerSpec,
+    "webhooks": WebhookSubscription,
 }
 #: Top-level keys besides the name → spec sections.
 _OTHER_KEYS = ("version", "ingress", "metrics")
@@ -94,6 +96,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         exchanges=sections["exchanges"],
         queues=sections["queues"],
         workers=sections["workers"],
+        webhooks=sections["webhooks"],
         ingress=_convert_ingress(data.get("ingress") or {}, problems),
         metrics=_convert_metrics(data.get("metrics") or {}, problems),
     )
@@ -157,7 +160,7 @@ def _convert_section(
             )
         except msgspec.ValidationError as exc:
             problems.append(_validation_problem(path, spec, str(exc)))
-            if spec is not WorkerSpec:
+            if spec in (Exchange, Queue):
                 # A stand-in keeps the name known, so the reference checks that
                 # follow still run without reporting it as missing.
                 converted[name] = spec()

@@ -183,6 +183,60 @@ class Metrics(_Spec, frozen=True):
     lag_interval: Duration = Duration(15_000)
 
 
+#: Broker-delayed retries of a webhook delivery: 5 s … 1 h, six attempts in all.
+DEFAULT_WEBHOOK_DELAYS = (5_000, 30_000, 120_000, 600_000, 3_600_000)
+
+
+class WebhookEvent(_Spec, frozen=True):
+    """A subscribed contract: its wire name and version, and where it is published
+    when that is not the subscription's exchange or the contract's routing key."""
+
+    contract: str
+    version: Positive = 1
+    exchange: str | None = None
+    routing_key: str | None = None
+
+
+class WebhookRetry(_Spec, frozen=True):
+    """Broker-delayed redeliveries of a failed webhook: one attempt per delay, then
+    the dead-letter queue. There are no in-process retries: the receiver gets time."""
+
+    delays: list[Duration] = msgspec.field(
+        default_factory=lambda: [Duration(ms) for ms in DEFAULT_WEBHOOK_DELAYS]
+    )
+
+
+class WebhookSubscription(_Spec, frozen=True):
+    """Outbound webhooks: each event of `events` published to `exchange` is POSTed
+    to `url`, signed per Standard Webhooks with the secrets of `secrets_env`.
+
+    fleet derives the queue `webhook.<name>` (bound to the events' routing keys),
+    its retry tiers and its dead-letter queue. Destinations on loopback, private
+    or link-local addresses are refused unless `allow_private` is set or the
+    host is listed in `allow_hosts`.
+    """
+
+    url: str
+    exchange: str
+    events: Annotated[list[str | WebhookEvent], msgspec.Meta(min_length=1)]
+    # Environment variables holding `whsec_` secrets; every set one signs each
+    # delivery (the first is the newest), so receivers can rotate.
+    secrets_env: Annotated[list[str], msgspec.Meta(min_length=1)]
+    # An environment variable that, when set, replaces `url` (per deployment).
+    url_env: str | None = None
+    timeout: Duration = Duration(10_000)
+    retry: WebhookRetry = msgspec.field(default_factory=WebhookRetry)
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    prefetch: Positive = 32
+    concurrency: Positive = 8
+    allow_private: bool = False
+    allow_hosts: list[str] = []
+
+    def subscribed(self) -> list[WebhookEvent]:
+        """`events` with the plain names spelled out as version 1."""
+        return [WebhookEvent(contract=e) if isinstance(e, str) else e for e in self.events]
+
+
 class Topology(_Spec, frozen=True):
     """A whole topology file."""
 
@@ -192,6 +246,7 @@ class Topology(_Spec, frozen=True):
     workers: dict[str, WorkerSpec] = {}
     ingress: Ingress = msgspec.field(default_factory=Ingress)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
+    webhooks: dict[str, WebhookSubscription] = {}
 
     def worker(self, name: str) -> WorkerSpec:
         """The spec of one worker.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from topology.duration import Duration
 
 RETRY_INFIX = ".retry."
+WEBHOOK_PREFIX = "webhook."
 DEAD_SUFFIX = ".dead"
 #: The queue holding the last applied topology (see `topology.record`).
 RECORD_QUEUE = "fleet.topology"
@@ -32,3 +33,9 @@ def origin_queue(name: str) -> str | None:
         return name[: -len(DEAD_SUFFIX)]
     head, sep, _ = name.rpartition(RETRY_INFIX)
     return head if sep else None
+
+
+def webhook_queue(subscription: str) -> str:
+    """``notifications`` → ``webhook.notifications``: the queue a webhook subscription's
+    dispatcher consumes (with retry tiers and a dead-letter queue like any work queue)."""
+    return f"{WEBHOOK_PREFIX}{subscription}"

@@ -134,3 +134,21 @@ def worker_command(
     if metrics_port is not None:
         command += ["--metrics-port", str(metrics_port)]
     return command
+
+
+def webhooks_command(topology_file: str | None, url: str, log_format: str) -> list[str]:
+    """The `fleet webhooks run` command line: every subscription in one process."""
+    command = [
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "--log-format",
+        log_format,
+        "webhooks",
+        "run",
+        "--url",
+        url,
+    ]
+    if topology_file:
+        command += ["--file", topology_file]
+    return command

@@ -78,6 +78,8 @@ class WorkerProcess:
         }
         self.logs: list[dict[str, Any]] = []
         self.output: list[str] = []
+        #: The log event that says the process consumes.
+        self.ready_event = "worker.consuming"
         self._consuming = threading.Event()
         self._process: subprocess.Popen[str] | None = None
         self._reader: threading.Thread | None = None
@@ -152,7 +154,7 @@ class WorkerProcess:
             except ValueError:
                 continue
             self.logs.append(line)
-            if line.get("event") == "worker.consuming":
+            if line.get("event") == self.ready_event:
                 self._consuming.set()
 
     def _join_reader(self) -> None:
@@ -169,6 +171,41 @@ class WorkerProcess:
         tb: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+class WebhooksProcess(WorkerProcess):
+    """A `fleet webhooks run [NAME...]` subprocess; starts once every subscription consumes.
+
+    Args:
+        names: the subscriptions (default: all of the file's).
+        topology_file, url, env, args: as for `WorkerProcess`.
+    """
+
+    def __init__(
+        self,
+        *names: str,
+        topology_file: str | os.PathLike[str],
+        url: str,
+        args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
+    ):
+        super().__init__("webhooks", topology_file=topology_file, url=url, env=env)
+        self.command = [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "--log-format",
+            "json",
+            "webhooks",
+            "run",
+            *names,
+            "--file",
+            str(topology_file),
+            "--url",
+            url,
+            *args,
+        ]
+        self.ready_event = "webhooks.consuming"
 
 
 @dataclass(frozen=True)

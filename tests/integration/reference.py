@@ -24,21 +24,27 @@ import asyncpg
 import pytest
 import yaml
 
+import contracts.fulfilment  # noqa: F401  (the webhook subscription binds their routing keys)
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher
 from topology import DEFAULT_FILE, load
 from topology.apply import apply
 from workers.fulfilment import audit
+from workers.standard_webhooks import new_secret
 from workers.standins import Faults, Standins, serve
-from workers.testing import WorkerProcess, queue_depth
+from workers.testing import WebhooksProcess, WorkerProcess, queue_depth
 
 WORKERS = ("inventory", "payments", "shipping", "orders", "notifications")
 STOCK = "apple=1000000,pear=1000000,plum=40,quince=0"
 
 
-def topology_for_tests(deadline: str) -> str:
-    """The reference topology with test-sized retry tiers and deadline."""
+def topology_for_tests(deadline: str, standins_url: str = "http://127.0.0.1:8765") -> str:
+    """The reference topology with test-sized retry tiers and deadline, its webhooks
+    pointed at the stand-ins."""
     spec = yaml.safe_load(DEFAULT_FILE.read_text())
+    for subscription in spec.get("webhooks", {}).values():
+        subscription["url"] = subscription["url"].replace("http://127.0.0.1:8765", standins_url)
+        subscription["retry"] = {"delays": ["200ms", "1s", "2s"]}
     for queue in spec["queues"].values():
         if "retry" in queue:
             queue["retry"] = {
@@ -130,6 +136,17 @@ class Fleet:
         )
         self.processes.append(process)
         return process
+
+    def start_webhooks(self) -> WebhooksProcess:
+        """Start the webhook dispatcher (recording to the test's database)."""
+        process = WebhooksProcess(
+            topology_file=self.path,
+            url=self.broker.amqp_url,
+            args=["--database-url", self.database],
+            env=self.env,
+        )
+        self.processes.append(process)
+        return process.start(60)
 
     def start(self, *names: str) -> list[WorkerProcess]:
         """Start these workers (one process per name) together; return once all consume."""
@@ -241,11 +258,15 @@ def fleet(broker: Broker, database: str, tmp_path: Path) -> Iterator[Callable[..
         async def make(
             deadline: str = "30s", faults: Faults | None = None, http_timeout: float = 0.5
         ) -> Fleet:
+            secret = new_secret()
+            standins = stack.enter_context(
+                serve(port=0, faults=faults or Faults(), webhook_secrets=[secret])
+            )
             path = tmp_path / "fleet.yaml"
-            path.write_text(topology_for_tests(deadline))
+            path.write_text(topology_for_tests(deadline, standins.url))
             await apply(load(path), broker.amqp_url, management_url=broker.management_url)
-            standins = stack.enter_context(serve(port=0, faults=faults or Faults()))
             env = {
+                "FLEET_NOTIFY_WEBHOOK_SECRET": secret,
                 "FLEET_GATEWAY_URL": f"{standins.url}/gateway",
                 "FLEET_CARRIER_URL": f"{standins.url}/carrier",
                 "FLEET_HTTP_TIMEOUT": str(http_timeout),

@@ -68,8 +68,9 @@ class TestUpAndDemo:
     def test_fleet_up_with_standins_then_demo_balances_the_books(
         self, broker: Broker, database: str
     ) -> None:
-        """`fleet up --standins` applies the topology and runs the stand-ins and every
-        worker replica; `fleet demo` sends its mix, and everything ends and reconciles."""
+        """`fleet up --standins` applies the topology and runs the stand-ins, every
+        worker replica and the webhook dispatcher; `fleet demo` sends its mix, and
+        everything ends and reconciles."""
         # Given
         port = free_port()
         metrics_base = free_ports(WORKER_PROCESSES)
@@ -160,6 +161,7 @@ class TestUpAndDemo:
                 "shipping#1",
                 "orders#1",
                 "notifications#1",
+                "webhooks",
             ]
         )
         assert not [x for x in output if '"process.exited"' in x]
@@ -177,6 +179,9 @@ class TestUpAndDemo:
         )
         assert sum(n for worker, n in served if worker == "inventory") >= 60
         assert not [x for x in output if '"metrics.unavailable"' in x]
+        # The orders' endings went out as signed webhooks the stand-in accepted.
+        assert [x for x in output if '"webhook.delivered"' in x]
+        assert not [x for x in output if '"webhook.dead_lettered"' in x]
 
     def test_demo_without_a_running_fleet_says_how_to_start_it(
         self, broker: Broker, database: str

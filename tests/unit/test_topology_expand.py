@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+import contracts.fulfilment  # noqa: F401  (the webhook subscription binds their routing keys)
 from topology import BindingDecl, ExchangeDecl, QueueDecl, Resources, expand, load, loads
 from topology.expand import DEAD_LETTER_DELIVERY_LIMIT
 from topology.model import DEFAULT_DELIVERY_LIMIT
@@ -263,16 +264,20 @@ class TestBindingsAndExchanges:
         ]
 
     def test_the_reference_topology_expands_to_every_derived_queue(self) -> None:
-        """Five work queues with three tiers each, their dead queues, the delay queue
-        and the stream."""
+        """Five work queues with three tiers each, their dead queues, the delay queue,
+        the stream, and the webhook subscription's queue with four tiers and its dead queue."""
         # Given
         topology = load()
         # When
         resources = expand(topology)
         # Then
         names = {q.name for q in resources.queues}
-        assert len(resources.queues) == 5 * (1 + 3 + 1) + 1 + 1
+        assert len(resources.queues) == 5 * (1 + 3 + 1) + 1 + 1 + (1 + 4 + 1)
         assert {"orders.retry.5s", "orders.dead", "notifications.retry.5m"} <= names
+        assert {"webhook.notifications.retry.1s", "webhook.notifications.dead"} <= names
         assert "order-events.dead" not in names
         assert "order-deadlines.dead" not in names
-        assert len(resources.bindings) == sum(len(q.bind) for q in topology.queues.values())
+        webhook_events = sum(len(w.events) for w in topology.webhooks.values())
+        assert len(resources.bindings) == (
+            sum(len(q.bind) for q in topology.queues.values()) + webhook_events
+        )

@@ -36,6 +36,7 @@ COMMANDS = {
     "status": "workers.cli.status",
     "topology": "workers.cli.topology",
     "up": "workers.cli.up",
+    "webhooks": "workers.cli.webhooks",
     "worker": "workers.cli.worker",
 }
 

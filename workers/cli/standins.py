@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from types import FrameType
@@ -25,8 +26,10 @@ Examples:
 def standins() -> None:
     """Stand-ins for the reference fleet's external systems.
 
-    One HTTP server plays the payment gateway (/gateway) and the carrier API
-    (/carrier). Failures are injected per request by words in the customer id
+    One HTTP server plays the payment gateway (/gateway), the carrier API
+    (/carrier) and a webhook receiver (/webhooks/<name>) that verifies
+    Standard Webhooks signatures with the secrets of --webhook-secrets-env.
+    Failures are injected per request by words in the customer id
     (decline, flaky, unstable, timeout, slow, hang) and at random by the rates below.
     """
 
@@ -73,6 +76,22 @@ def standins() -> None:
     show_default=True,
     help="How long a hanging request waits before answering 504.",
 )
+@click.option(
+    "--webhook-error-rate",
+    type=click.FloatRange(0, 1),
+    default=0.0,
+    show_default=True,
+    envvar="FLEET_STANDINS_WEBHOOK_ERROR_RATE",
+    help="Share of verified webhook requests answered 503.",
+)
+@click.option(
+    "--webhook-secrets-env",
+    multiple=True,
+    default=["FLEET_NOTIFY_WEBHOOK_SECRET"],
+    show_default=True,
+    metavar="VAR",
+    help="Environment variables holding the whsec_ secrets the webhook receiver accepts.",
+)
 def run_command(
     host: str,
     port: int,
@@ -81,9 +100,14 @@ def run_command(
     decline_rate: float,
     slow_seconds: float,
     hang_seconds: float,
+    webhook_error_rate: float,
+    webhook_secrets_env: tuple[str, ...],
 ) -> None:
-    """Serve the gateway and the carrier until SIGTERM or Ctrl-C."""
-    faults = Faults(error_rate, slow_rate, decline_rate, slow_seconds, hang_seconds)
+    """Serve the gateway, the carrier and the webhook receiver until SIGTERM or Ctrl-C."""
+    faults = Faults(
+        error_rate, slow_rate, decline_rate, slow_seconds, hang_seconds, webhook_error_rate
+    )
+    secrets = [os.environ[name] for name in webhook_secrets_env if os.environ.get(name)]
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -93,13 +117,14 @@ def run_command(
     signal.signal(signal.SIGINT, on_signal)
     with contextlib.ExitStack() as stack:
         try:
-            state = stack.enter_context(serve(host, port, faults))
+            state = stack.enter_context(serve(host, port, faults, secrets))
         except OSError as exc:
             fail(f"cannot listen on {host}:{port}: {exc.strerror}")
             return
         click.echo(
             f"standins: listening on {state.url} "
-            f"(gateway {state.url}/gateway, carrier {state.url}/carrier)",
+            f"(gateway {state.url}/gateway, carrier {state.url}/carrier, "
+            f"webhooks {state.url}/webhooks/<name>: {len(secrets)} secret(s))",
             err=True,
         )
         while not stop.wait(1):

@@ -27,6 +27,7 @@ from topology import (
     UnsafeChange,
     WorkerWiring,
     check_references,
+    check_webhook_contracts,
     check_wiring,
     expand,
     load,
@@ -36,7 +37,7 @@ from topology.apply import apply, survey
 from topology.plan import ChangeKind
 from workers.cli import EXIT_FAILURE, EXIT_OK, cli, fail
 from workers.cli.options import file_option, management_url_option, url_option
-from workers.loader import load_worker
+from workers.loader import import_contracts, load_worker
 
 #: `fleet topology plan`: the broker differs from the file; `apply` would change it.
 EXIT_PENDING = 3
@@ -114,6 +115,11 @@ def check(topology_file: str | None) -> None:
     # load() keeps only the errors; the warnings about the file itself belong here.
     problems += [p for p in check_references(topology) if p.severity == "warning"]
     problems += check_wiring(topology, wiring)
+    if topology.webhooks:
+        from contracts import default_registry
+
+        import_contracts(topology_file)
+        problems += check_webhook_contracts(topology, default_registry)
     errors = [p for p in problems if p.severity == "error"]
     for problem in problems:
         _echo_problem(problem)
@@ -154,6 +160,8 @@ def plan(topology_file: str | None, url: str, management_url: str | None) -> Non
       2  the file is invalid
     """
     topology = load(topology_file)
+    if topology.webhooks:
+        import_contracts(topology_file)  # subscriptions bind their contracts' routing keys
     current, _ = survey(expand(topology), url, management_url=management_url)
     for change in current.changes:
         click.echo(_styled(change, change.render()))
@@ -193,6 +201,8 @@ def apply_command(
       2  the file is invalid
     """
     topology = load(topology_file)
+    if topology.webhooks:
+        import_contracts(topology_file)  # subscriptions bind their contracts' routing keys
     digest = hashlib.sha256(Path(topology_file or DEFAULT_FILE).read_bytes()).hexdigest()
     confirm = _confirm_recreate if recreate and not yes and _interactive() else None
     result = _run(

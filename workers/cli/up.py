@@ -1,5 +1,6 @@
-"""`fleet up`: apply the topology and run every worker with its replicas (and, with
-`--standins`, the stand-in gateway and carrier the reference workers call)."""
+"""`fleet up`: apply the topology and run every worker with its replicas, the webhook
+dispatcher when the topology has subscriptions (and, with `--standins`, the stand-in
+gateway, carrier and webhook receiver the reference fleet calls)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import sys
 import asyncpg
 import click
 
-from topology import load
+from topology import Topology, load
 from topology.apply import apply
 from workers.cli import cli, fail
 from workers.cli.options import (
@@ -20,8 +21,10 @@ from workers.cli.options import (
     metrics_port_option,
     url_option,
 )
+from workers.loader import import_contracts
 from workers.runtime.loop import run
-from workers.supervisor import Child, Supervisor, worker_command
+from workers.standard_webhooks import new_secret
+from workers.supervisor import Child, Supervisor, webhooks_command, worker_command
 
 EXAMPLES = """
 \b
@@ -29,6 +32,7 @@ Examples:
   fleet up --standins --database-url postgresql://postgres@127.0.0.1:5432/fleet
   make up                                    # the same, on a fresh machine
   fleet up --only inventory --only payments
+  fleet up --only webhooks                   # just the webhook dispatcher
   fleet up --file my-fleet.yaml --url amqp://user:pw@rabbit:5672/prod
   fleet up --metrics-port 9300               # worker processes on :9300, :9301, ...
 """
@@ -43,7 +47,8 @@ STANDINS_PORT = 8765
     "only",
     multiple=True,
     metavar="WORKER",
-    help="Run only these workers (repeatable); default: all of them.",
+    help="Run only these workers (repeatable; `webhooks` is the webhook dispatcher); "
+    "default: all of them.",
 )
 @click.option("--no-apply", is_flag=True, help="Do not apply the topology first.")
 @click.option(
@@ -85,7 +90,8 @@ def up(
 ) -> None:
     """Apply the topology, then run every worker with its replica count.
 
-    Each replica is its own `fleet worker run` process. A process that exits
+    Each replica is its own `fleet worker run` process; webhook subscriptions
+    get one `fleet webhooks run` process. A process that exits
     unexpectedly is restarted with backoff; Ctrl-C or SIGTERM stops them all
     gracefully (in-flight work finishes, the rest is requeued).
 
@@ -98,10 +104,11 @@ def up(
     """
     sys.path.insert(0, os.getcwd())
     topology = load(topology_file)
-    unknown = sorted(set(only) - set(topology.workers))
+    runnable = [*topology.workers, *(["webhooks"] if topology.webhooks else [])]
+    unknown = sorted(set(only) - set(runnable))
     if unknown:
         raise click.UsageError(
-            f"unknown worker(s) {', '.join(unknown)} (known: {', '.join(topology.workers)})"
+            f"unknown worker(s) {', '.join(unknown)} (known: {', '.join(runnable)})"
         )
     if database_url:
         problem = run(_database_problem(database_url))
@@ -115,6 +122,8 @@ def up(
             fg="yellow",
             err=True,
         )
+    if topology.webhooks:
+        import_contracts(topology_file)  # subscriptions bind their contracts' routing keys
     if not no_apply:
         result = run(apply(topology, url, management_url=management_url))
         click.echo(result.summary(), err=True)
@@ -125,6 +134,7 @@ def up(
         base = f"http://127.0.0.1:{standins_port}"
         os.environ.setdefault("FLEET_GATEWAY_URL", f"{base}/gateway")
         os.environ.setdefault("FLEET_CARRIER_URL", f"{base}/carrier")
+        os.environ.setdefault("FLEET_NOTIFY_WEBHOOK_URL", f"{base}/webhooks/notifications")
     if management_url:
         os.environ["FLEET_MANAGEMENT_URL"] = management_url  # the workers' lag polls
     port_base = topology.metrics.port if metrics_port is None else metrics_port
@@ -139,6 +149,9 @@ def up(
         Child(f"{name}#{replica}", worker_command(name, topology_file, url, log_format, port))
         for (name, replica), port in zip(replicas, ports, strict=True)
     ]
+    wanted = not only or "webhooks" in only
+    if topology.webhooks and wanted and _webhook_secrets_ready(topology, standins):
+        children.append(Child("webhooks", webhooks_command(topology_file, url, log_format)))
     click.echo(
         f"Starting {len(children)} process(es): "
         f"{', '.join(c.name for c in children)}. Ctrl-C stops them.",
@@ -164,6 +177,31 @@ def up(
 def metrics_ports(base: int, count: int) -> list[int]:
     """One port per worker process, counting up from `base`; all 0 (off) when it is 0."""
     return [base + i if base else 0 for i in range(count)]
+
+
+def _webhook_secrets_ready(topology: Topology, standins: bool) -> bool:
+    """Whether every subscription has a secret. With the stand-ins, a missing one is
+    made up for this run (the dispatcher and the stand-in receiver share it);
+    without, the dispatcher is left out with a warning."""
+    for name, spec in topology.webhooks.items():
+        if any(os.environ.get(var) for var in spec.secrets_env):
+            continue
+        if standins:
+            os.environ[spec.secrets_env[0]] = new_secret()
+            click.echo(
+                f"webhooks.{name}: {spec.secrets_env[0]} was not set; "
+                "signing with a secret made up for this run",
+                err=True,
+            )
+            continue
+        click.secho(
+            f"warning: webhooks.{name}: none of {', '.join(spec.secrets_env)} is set: "
+            "the webhook dispatcher is not started",
+            fg="yellow",
+            err=True,
+        )
+        return False
+    return True
 
 
 async def _database_problem(database_url: str) -> str | None:

@@ -1,8 +1,10 @@
 """notifications: tells the customer how their order ended, and about refunds.
 
 Table `notifications_sent`: one row per notification, unique per message, so
-a redelivered event never notifies twice. (Signed outbound webhooks replace
-the table as the channel later; the record stays.)
+a redelivered event never notifies twice. The notifications themselves go out
+as signed outbound webhooks: the subscription `webhooks.notifications` in
+topology/fleet.yaml takes the same events, and `fleet webhooks run` POSTs them
+to the receiver (the stand-in's /webhooks/notifications in the reference fleet).
 """
 
 from __future__ import annotations

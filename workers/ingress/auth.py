@@ -1,5 +1,7 @@
 """Caller authentication for ingress routes: bearer tokens, Standard Webhooks,
-GitHub and Stripe webhook signatures, and IP allow-lists.
+GitHub and Stripe webhook signatures, and IP allow-lists (the Standard Webhooks
+algorithm itself lives in `workers.standard_webhooks`, shared with the outbound
+webhook dispatcher).
 
 Every comparison is constant-time, and each check accepts any of several
 secrets, so a secret is rotated by adding the new one before removing the old.
@@ -7,8 +9,6 @@ secrets, so a secret is rotated by adding the new one before removing the old.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import ipaddress
@@ -17,10 +17,8 @@ import time
 from collections.abc import Mapping, Sequence
 
 from topology.model import IngressAuth
-
-#: How far a Standard Webhooks timestamp may be from now, either way (seconds).
-TOLERANCE_SECONDS = 300
-SECRET_PREFIX = "whsec_"
+from workers import standard_webhooks
+from workers.standard_webhooks import TOLERANCE_SECONDS
 
 
 class Unauthorized(Exception):
@@ -72,10 +70,10 @@ def check_bearer(authorization: str | None, secrets: Sequence[str]) -> None:
 
 def sign_standard_webhooks(secret: str, message_id: str, timestamp: int | str, body: bytes) -> str:
     """The ``v1,<base64>`` signature Standard Webhooks defines for one message."""
-    key = webhook_key(secret)
-    signed = f"{message_id}.{timestamp}.".encode() + body
-    digest = hmac.new(key, signed, hashlib.sha256).digest()
-    return "v1," + base64.b64encode(digest).decode()
+    try:
+        return standard_webhooks.sign(secret, message_id, timestamp, body)
+    except standard_webhooks.InvalidSecret as exc:
+        raise MissingSecret(str(exc)) from None
 
 
 def verify_standard_webhooks(
@@ -92,29 +90,12 @@ def verify_standard_webhooks(
         Unauthorized: a header is missing, the timestamp is outside the
             tolerance, or no signature matches any secret.
     """
-    message_id = headers.get("webhook-id")
-    timestamp = headers.get("webhook-timestamp")
-    signatures = headers.get("webhook-signature")
-    if not message_id or not timestamp or not signatures:
-        raise Unauthorized(
-            "missing Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature)"
-        )
     try:
-        sent = int(timestamp)
-    except ValueError:
-        raise Unauthorized("webhook-timestamp is not an integer") from None
-    current = time.time() if now is None else now
-    if abs(current - sent) > tolerance:
-        raise Unauthorized("webhook-timestamp is too old or in the future")
-    given = [s.partition(",")[2].encode() for s in signatures.split() if s.startswith("v1,")]
-    matched = False
-    for secret in secrets:
-        expected = sign_standard_webhooks(secret, message_id, timestamp, body).partition(",")[2]
-        for signature in given:
-            matched |= hmac.compare_digest(signature, expected.encode())
-    if not matched:
-        raise Unauthorized("no valid webhook-signature")
-    return message_id
+        return standard_webhooks.verify(headers, body, secrets, now=now, tolerance=tolerance)
+    except standard_webhooks.InvalidSignature as exc:
+        raise Unauthorized(str(exc)) from None
+    except standard_webhooks.InvalidSecret as exc:
+        raise MissingSecret(str(exc)) from None
 
 
 def webhook_key(secret: str) -> bytes:
@@ -123,11 +104,10 @@ def webhook_key(secret: str) -> bytes:
     Raises:
         MissingSecret: the secret is not valid base64.
     """
-    raw = secret.removeprefix(SECRET_PREFIX)
     try:
-        return base64.b64decode(raw, validate=True)
-    except binascii.Error:
-        raise MissingSecret("a Standard Webhooks secret is not valid base64") from None
+        return standard_webhooks.webhook_key(secret)
+    except standard_webhooks.InvalidSecret as exc:
+        raise MissingSecret(str(exc)) from None
 
 
 GITHUB_PREFIX = "sha256="

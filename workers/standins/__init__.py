@@ -1,5 +1,5 @@
-"""Stand-ins for the reference fleet's external systems: a payment gateway and a
-carrier API, with failure injection, for the demo and the tests.
+"""Stand-ins for the reference fleet's external systems: a payment gateway, a
+carrier API and a webhook receiver, with failure injection, for the demo and the tests.
 
     fleet standins run --port 8765
 
@@ -7,6 +7,7 @@ carrier API, with failure injection, for the demo and the tests.
         standins.url                   # http://127.0.0.1:PORT
 """
 
+from workers.standins.receiver import Answer, WebhookReceiver
 from workers.standins.server import Faults, Standins, serve
 
-__all__ = ["Faults", "Standins", "serve"]
+__all__ = ["Answer", "Faults", "Standins", "WebhookReceiver", "serve"]

@@ -11,6 +11,9 @@ needs no dependency the fleet does not already have.
     POST /carrier/shipments            Idempotency-Key; {order_id, customer_id} → 201 booked
     POST /carrier/shipments/KEY/cancel call off the booking made with KEY; void KEY if unseen
     GET  /carrier/shipments            every booking
+    POST /webhooks/<name>              a webhook receiver: verifies Standard Webhooks
+                                       signatures (see `receiver.py`)
+    GET  /webhooks/deliveries          every webhook request received
     GET|PUT /faults                    the random failure rates
     GET  /health
 
@@ -40,11 +43,13 @@ import re
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from workers.standins.receiver import WebhookReceiver
 
 #: Charges above this many cents are declined ("amount over limit").
 AMOUNT_LIMIT = 100_000
@@ -62,6 +67,7 @@ class Faults:
     decline_rate: float = 0.0  # share of new charges declined
     slow_seconds: float = 0.5
     hang_seconds: float = 30.0  # how long a hanging request waits before answering 504
+    webhook_error_rate: float = 0.0  # share of verified webhook requests answered 503
 
 
 @dataclass
@@ -96,6 +102,7 @@ class Standins:
     requests: dict[str, int] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     released: threading.Event = field(default_factory=threading.Event)
+    webhooks: WebhookReceiver = field(default_factory=WebhookReceiver)
     url: str = ""
 
     def count(self, key: str) -> int:
@@ -191,6 +198,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(HTTPStatus.OK, state.snapshot()["shipments"])
         elif self.path == "/faults":
             self._answer(HTTPStatus.OK, asdict(state.faults))
+        elif self.path == "/webhooks/deliveries":
+            self._answer(HTTPStatus.OK, state.webhooks.snapshot())
         else:
             self._answer(HTTPStatus.NOT_FOUND, {"error": f"no route GET {self.path}"})
 
@@ -206,6 +215,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(HTTPStatus.OK, asdict(faults))
 
     def do_POST(self) -> None:
+        if self.path.startswith("/webhooks/"):
+            self._webhook()
+            return
         body = self._body()
         if body is None:
             self._answer(HTTPStatus.BAD_REQUEST, {"error": "the body must be a JSON object"})
@@ -256,6 +268,23 @@ class _Handler(BaseHTTPRequestHandler):
         if self._random_failure():
             return
         self._answer(HTTPStatus.OK, asdict(self.server.standins.cancel(key)))
+
+    def _webhook(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        receiver = self.server.standins.webhooks
+        receiver.error_rate = self.server.standins.faults.webhook_error_rate
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        answer = receiver.handle(self.path, headers, raw)
+        data = json.dumps({"status": answer.status}).encode()
+        with contextlib.suppress(OSError):
+            self.send_response(answer.status)
+            for name, value in answer.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
     # -- failure injection ----------------------------------------------------
 
@@ -338,13 +367,18 @@ class _Server(ThreadingHTTPServer):
 
 @contextlib.contextmanager
 def serve(
-    host: str = "127.0.0.1", port: int = 8765, faults: Faults | None = None
+    host: str = "127.0.0.1",
+    port: int = 8765,
+    faults: Faults | None = None,
+    webhook_secrets: Sequence[str] = (),
 ) -> Iterator[Standins]:
     """Serve the stand-ins on a background thread until the block exits.
 
-    `port=0` picks a free port; the state's `url` says which.
+    `port=0` picks a free port; the state's `url` says which. `webhook_secrets`
+    are the `whsec_` secrets the webhook receiver accepts.
     """
     standins = Standins(faults=faults or Faults())
+    standins.webhooks.secrets = list(webhook_secrets)
     server = _Server((host, port), standins)
     standins.url = f"http://{host}:{server.server_address[1]}"
     thread = threading.Thread(
@@ -355,6 +389,7 @@ def serve(
         yield standins
     finally:
         standins.released.set()  # let hanging answers go
+        standins.webhooks.release()
         server.shutdown()
         server.server_close()
         thread.join(5)
