@@ -152,3 +152,23 @@ def webhooks_command(topology_file: str | None, url: str, log_format: str) -> li
     if topology_file:
         command += ["--file", topology_file]
     return command
+
+
+def ingress_command(topology_file: str | None, url: str, log_format: str, port: int) -> list[str]:
+    """The `fleet ingress run` command line, listening on 127.0.0.1:`port`."""
+    command = [
+        sys.executable,
+        "-m",
+        "workers.cli",
+        "--log-format",
+        log_format,
+        "ingress",
+        "run",
+        "--port",
+        str(port),
+        "--url",
+        url,
+    ]
+    if topology_file:
+        command += ["--file", topology_file]
+    return command

@@ -12,6 +12,8 @@ import threading
 import time
 from pathlib import Path
 
+import httpx
+
 from tests.conftest import Broker
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +61,30 @@ def scrape_workers(base: int, count: int) -> list[tuple[str, float]]:
     return found
 
 
+def wait_for_order(database: str, order_id: str, seconds: float) -> str | None:
+    """The order's status once it left 'pending' (or the last one seen when time is up)."""
+    import asyncio
+
+    import asyncpg
+
+    async def status() -> str | None:
+        connection = await asyncpg.connect(database)
+        try:
+            value: str | None = await connection.fetchval(
+                "SELECT status FROM orders WHERE order_id = $1", order_id
+            )
+            return value
+        finally:
+            await connection.close()
+
+    deadline = time.monotonic() + seconds
+    seen = asyncio.run(status())
+    while seen in (None, "pending") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        seen = asyncio.run(status())
+    return seen
+
+
 def fleet_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FLEET_")}
     return {**env, "PYTHONPATH": str(ROOT), **extra}
@@ -73,6 +99,7 @@ class TestUpAndDemo:
         everything ends and reconciles."""
         # Given
         port = free_port()
+        ingress_port = free_port()
         metrics_base = free_ports(WORKER_PROCESSES)
         up = subprocess.Popen(
             [
@@ -91,6 +118,8 @@ class TestUpAndDemo:
                 database,
                 "--metrics-port",
                 str(metrics_base),
+                "--ingress-port",
+                str(ingress_port),
             ],
             stderr=subprocess.PIPE,
             text=True,
@@ -139,6 +168,19 @@ class TestUpAndDemo:
             )
             print("\n" + demo.stdout)
             served = scrape_workers(metrics_base, WORKER_PROCESSES)
+            # An order placed over HTTP runs the same saga to its end.
+            posted = httpx.post(
+                f"http://127.0.0.1:{ingress_port}/orders",
+                json={
+                    "order_id": "web-1",
+                    "customer_id": "c-web",
+                    "total_cents": 600,
+                    "lines": [{"sku": "apple", "qty": 1, "unit_price_cents": 600}],
+                },
+                headers={"Idempotency-Key": "web-order-1"},
+                timeout=10,
+            )
+            web_status = wait_for_order(database, "web-1", seconds=60)
         finally:
             up.send_signal(signal.SIGTERM)
             code = up.wait(60)
@@ -150,6 +192,8 @@ class TestUpAndDemo:
         assert "balanced: stock conserved, ledger = confirmed orders" in demo.stdout
         assert "matches the ledger: no order charged twice" in demo.stdout
         assert code == 0
+        assert posted.status_code == 202, posted.text
+        assert web_status in ("confirmed", "cancelled")
         started = [json.loads(x)["process"] for x in output if '"process.started"' in x]
         assert sorted(started) == sorted(
             [
@@ -162,6 +206,7 @@ class TestUpAndDemo:
                 "orders#1",
                 "notifications#1",
                 "webhooks",
+                "ingress",
             ]
         )
         assert not [x for x in output if '"process.exited"' in x]

@@ -24,7 +24,13 @@ from workers.cli.options import (
 from workers.loader import import_contracts
 from workers.runtime.loop import run
 from workers.standard_webhooks import new_secret
-from workers.supervisor import Child, Supervisor, webhooks_command, worker_command
+from workers.supervisor import (
+    Child,
+    Supervisor,
+    ingress_command,
+    webhooks_command,
+    worker_command,
+)
 
 EXAMPLES = """
 \b
@@ -33,6 +39,7 @@ Examples:
   make up                                    # the same, on a fresh machine
   fleet up --only inventory --only payments
   fleet up --only webhooks                   # just the webhook dispatcher
+  fleet up --ingress-port 9080               # the HTTP ingress on :9080
   fleet up --file my-fleet.yaml --url amqp://user:pw@rabbit:5672/prod
   fleet up --metrics-port 9300               # worker processes on :9300, :9301, ...
 """
@@ -47,8 +54,16 @@ STANDINS_PORT = 8765
     "only",
     multiple=True,
     metavar="WORKER",
-    help="Run only these workers (repeatable; `webhooks` is the webhook dispatcher); "
-    "default: all of them.",
+    help="Run only these workers (repeatable; `webhooks` is the webhook dispatcher, "
+    "`ingress` the HTTP ingress); default: all of them.",
+)
+@click.option(
+    "--ingress-port",
+    type=click.IntRange(min=1, max=65535),
+    default=8080,
+    show_default=True,
+    envvar="FLEET_INGRESS_PORT",
+    help="Port of the HTTP ingress, run when the topology declares ingress routes.",
 )
 @click.option("--no-apply", is_flag=True, help="Do not apply the topology first.")
 @click.option(
@@ -82,6 +97,7 @@ def up(
     no_apply: bool,
     standins: bool,
     standins_port: int,
+    ingress_port: int,
     database_url: str | None,
     metrics_port: int | None,
     topology_file: str | None,
@@ -91,7 +107,8 @@ def up(
     """Apply the topology, then run every worker with its replica count.
 
     Each replica is its own `fleet worker run` process; webhook subscriptions
-    get one `fleet webhooks run` process. A process that exits
+    get one `fleet webhooks run` process, ingress routes one `fleet ingress run`
+    (on --ingress-port). A process that exits
     unexpectedly is restarted with backoff; Ctrl-C or SIGTERM stops them all
     gracefully (in-flight work finishes, the rest is requeued).
 
@@ -104,7 +121,11 @@ def up(
     """
     sys.path.insert(0, os.getcwd())
     topology = load(topology_file)
-    runnable = [*topology.workers, *(["webhooks"] if topology.webhooks else [])]
+    runnable = [
+        *topology.workers,
+        *(["webhooks"] if topology.webhooks else []),
+        *(["ingress"] if topology.ingress.routes else []),
+    ]
     unknown = sorted(set(only) - set(runnable))
     if unknown:
         raise click.UsageError(
@@ -152,6 +173,10 @@ def up(
     wanted = not only or "webhooks" in only
     if topology.webhooks and wanted and _webhook_secrets_ready(topology, standins):
         children.append(Child("webhooks", webhooks_command(topology_file, url, log_format)))
+    if topology.ingress.routes and (not only or "ingress" in only):
+        children.append(
+            Child("ingress", ingress_command(topology_file, url, log_format, ingress_port))
+        )
     click.echo(
         f"Starting {len(children)} process(es): "
         f"{', '.join(c.name for c in children)}. Ctrl-C stops them.",
