@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 import msgspec
 
+from topology.durability import durability_problems
 from topology.model import Queue, RetryPolicy, Topology
 from topology.names import is_derived, retry_queue
 from topology.problems import Problem
@@ -145,6 +146,7 @@ def check_references(topology: Topology) -> list[Problem]:
                 )
             )
     problems += _ingress_problems(topology)
+    problems += durability_problems(topology)
     return problems
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from topology.model import DEFAULT_DELIVERY_LIMIT, Queue, Topology
 from topology.names import dead_letter_queue, retry_queue
 from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
@@ -25,8 +27,12 @@ def expand(topology: Topology) -> Resources:
                 arguments=exchange.arguments,
             )
         )
+    replicas = _replicas(topology.broker.quorum_replicas)
     for name, queue in topology.queues.items():
-        resources.queues += _queues(name, queue)
+        resources.queues += [
+            _with(declared, replicas) if declared.type == "quorum" else declared
+            for declared in _queues(name, queue)
+        ]
         resources.bindings += [
             BindingDecl(
                 source=b.exchange,
@@ -90,6 +96,18 @@ def _queues(name: str, queue: Queue) -> list[QueueDecl]:
         ),
     )
     return [work, *retries, parked]
+
+
+def _replicas(count: int | None) -> dict[str, Any]:
+    # Unset, RabbitMQ places a replica on every node (up to its own limit).
+    return {} if count is None else {"x-quorum-initial-group-size": count}
+
+
+def _with(queue: QueueDecl, arguments: dict[str, Any]) -> QueueDecl:
+    """The queue with `arguments` added; its own arguments win (a per-queue group size)."""
+    if not arguments:
+        return queue
+    return msgspec.structs.replace(queue, arguments={**arguments, **queue.arguments})
 
 
 def _dead_letter_to(queue: str) -> dict[str, Any]:

@@ -19,7 +19,8 @@ import yaml
 from topology.check import check_references
 from topology.duration import Duration
 from topology.errors import TopologyInvalid
-from topology.model import Exchange, Ingress, IngressRoute, Queue, Topology, WorkerSpec
+from topology.model import Broker, Exchange, Ingress, IngressRoute, Queue, Topology, WorkerSpec
+from topology.nodes import split_urls
 from topology.problems import Problem, errors
 
 DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
@@ -31,7 +32,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "workers": WorkerSpec,
 }
 #: Top-level keys besides the name → spec sections.
-_OTHER_KEYS = ("version", "ingress")
+_OTHER_KEYS = ("version", "ingress", "broker")
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Topology:
@@ -75,7 +76,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
     problems: list[Problem] = []
     for key in data:
         if key not in (*_SECTIONS, *_OTHER_KEYS):
-            valid = ", ".join(["version", *_SECTIONS, "ingress"])
+            valid = ", ".join(["version", *_SECTIONS, "ingress", "broker"])
             problems.append(Problem(str(key), f"unknown section (valid: {valid})"))
     if data.get("version", 1) != 1:
         problems.append(Problem("version", f"unsupported version {data['version']!r} (valid: 1)"))
@@ -87,8 +88,24 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         queues=sections["queues"],
         workers=sections["workers"],
         ingress=_convert_ingress(data.get("ingress") or {}, problems),
+        broker=_convert_broker(data.get("broker") or {}, problems),
     )
     return topology, problems
+
+
+def _convert_broker(data: object, problems: list[Problem]) -> Broker:
+    """`broker:` names the nodes (`urls`) and the quorum replica count."""
+    try:
+        broker = msgspec.convert(data, Broker)
+    except msgspec.ValidationError as exc:
+        problems.append(_validation_problem("broker", Broker, str(exc)))
+        return Broker()
+    for i, url in enumerate(broker.urls):
+        try:
+            split_urls(url)
+        except ValueError as exc:
+            problems.append(Problem(f"broker.urls[{i}]", str(exc)))
+    return broker
 
 
 def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:

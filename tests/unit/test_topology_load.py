@@ -427,7 +427,8 @@ class TestUnreadableTopology:
         text = "exchange: {orders: {}}\n"
         # When / Then
         assert problems_of(text) == [
-            "exchange: unknown section (valid: version, exchanges, queues, workers, ingress)"
+            "exchange: unknown section "
+            "(valid: version, exchanges, queues, workers, ingress, broker)"
         ]
 
     def test_an_unsupported_version_is_refused(self) -> None:
