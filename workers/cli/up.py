@@ -13,8 +13,9 @@ import click
 
 from topology import load
 from topology.apply import apply
+from topology.nodes import first_reachable
 from workers.cli import cli, fail
-from workers.cli.options import file_option, management_url_option, url_option
+from workers.cli.options import file_option, management_url_option, resolve_url, url_option
 from workers.runtime.loop import run
 from workers.supervisor import Child, Supervisor, worker_command
 
@@ -72,7 +73,7 @@ def up(
     standins_port: int,
     database_url: str | None,
     topology_file: str | None,
-    url: str,
+    url: str | None,
     management_url: str | None,
 ) -> None:
     """Apply the topology, then run every worker with its replica count.
@@ -87,6 +88,7 @@ def up(
     """
     sys.path.insert(0, os.getcwd())
     topology = load(topology_file)
+    url = resolve_url(url, topology)
     unknown = sorted(set(only) - set(topology.workers))
     if unknown:
         raise click.UsageError(
@@ -105,7 +107,7 @@ def up(
             err=True,
         )
     if not no_apply:
-        result = run(apply(topology, url, management_url=management_url))
+        result = run(apply(topology, first_reachable(url), management_url=management_url))
         click.echo(result.summary(), err=True)
     log_format = ctx.find_root().params.get("log_format", "auto")
     children = []

@@ -9,7 +9,7 @@ import click
 
 from topology import load
 from workers.cli import cli
-from workers.cli.options import file_option, url_option
+from workers.cli.options import file_option, resolve_url, url_option
 from workers.loader import load_worker
 from workers.runtime.loop import run
 from workers.runtime.service import WorkerSettings, run_worker
@@ -71,14 +71,15 @@ def run_command(
     drain_timeout: float,
     database_url: str | None,
     topology_file: str | None,
-    url: str,
+    url: str | None,
 ) -> None:
     """Run worker NAME until SIGTERM or Ctrl-C.
 
     Consumes the worker's queue with manual acks, retries failures as the
     queue's retry policy says, parks what cannot be processed in <queue>.dead,
     and publishes follow-on events with publisher confirms. Reconnects by
-    itself when the broker restarts. The first signal drains in-flight work;
+    itself when the broker restarts; given several nodes, it fails over to the
+    next when its node goes away. The first signal drains in-flight work;
     a second one stops at once (unfinished messages are requeued).
     """
     sys.path.insert(0, os.getcwd())  # worker modules of the user's project
@@ -87,7 +88,7 @@ def run_command(
         settings = WorkerSettings.from_topology(
             topology,
             name,
-            url,
+            resolve_url(url, topology),
             prefetch=prefetch,
             concurrency=concurrency,
             drain_timeout=drain_timeout,
