@@ -24,7 +24,7 @@ from aio_pika.abc import AbstractConnection
 from aiormq.abc import AbstractChannel
 
 from topology import BrokerUnreachable
-from workers.errors import PublishFailed
+from workers.errors import PublishFailed, PublishNacked
 from workers.runtime.connection import CONNECTION_ERRORS, connect
 from workers.runtime.nodes import NodeRing, node_label
 from workers.runtime.outgoing import Outgoing
@@ -32,8 +32,12 @@ from workers.runtime.publisher import Publisher
 
 log = structlog.get_logger("fleet.link")
 
+#: Seconds before a nacked publish is sent again.
+NACK_PAUSE = 0.2
+
 #: Errors during a publish that mean the message's fate is unknown: send it again.
 _LOST: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, aiormq.exceptions.ChannelClosed)
+_LOST_OR_CANCELLED: tuple[type[BaseException], ...] = (*_LOST, asyncio.CancelledError)
 _UNREACHABLE: tuple[type[BaseException], ...] = (BrokerUnreachable, *CONNECTION_ERRORS)
 
 
@@ -76,7 +80,11 @@ class BrokerLink:
         self._unreachable = False
         #: Seconds from each lost connection to the next open one (the failover times).
         self.failovers: list[float] = []
-        #: Publishes sent again after their connection dropped before the confirm.
+        #: Seconds from each lost connection to the next confirmed publish: how long
+        #: publishing stalled (a quorum queue may nack until it has a new leader).
+        self.stalls: list[float] = []
+        self._stalled_since: float | None = None
+        #: Publishes sent again after a lost connection or a nack.
         self.resent = 0
 
     @property
@@ -126,6 +134,7 @@ class BrokerLink:
             self._settled.clear()
             if not stop.is_set():
                 lost_at = time.monotonic()
+                self._stalled_since = self._stalled_since or lost_at
                 self.nodes.lost()
                 log.warning("link.broker_connection_lost", name=self.name)
             await self._close()
@@ -135,8 +144,9 @@ class BrokerLink:
         """Publish and wait for the confirm, sending again after a failover.
 
         Raises:
-            PublishFailed: the broker returned the message (unroutable) or nacked it.
-            BrokerDown: no node is reachable, or none confirmed within `failover_timeout`.
+            PublishFailed: the broker returned the message (unroutable).
+            BrokerDown: no node is reachable, or none confirmed (nacks included)
+                within `failover_timeout`.
         """
         deadline = time.monotonic() + self.failover_timeout
         attempt = 0
@@ -152,18 +162,32 @@ class BrokerLink:
                 self.resent += 1
             try:
                 await publisher.publish_outgoing(message)
+                if self._stalled_since is not None:
+                    self.stalls.append(time.monotonic() - self._stalled_since)
+                    self._stalled_since = None
                 return
             except aiormq.exceptions.ChannelNotFoundEntity:
                 # The channel is gone with it: reconnect.
                 lost.set()
                 raise PublishFailed(f"exchange {message.exchange!r} does not exist") from None
-            except _LOST as exc:
+            except PublishNacked as exc:
+                # The broker took no responsibility (a quorum queue electing a new
+                # leader): send it again shortly, until the deadline.
+                if time.monotonic() >= deadline:
+                    raise BrokerDown(f"no broker node confirmed the message: {exc}") from None
+                log.info("link.publish_resent", message_id=message.message_id, error=str(exc))
+                await asyncio.sleep(NACK_PAUSE)
+            except _LOST_OR_CANCELLED as exc:
+                if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
+                    raise
+                # aiormq cancels the confirms still pending when a connection dies
+                # (a reset, say): as unknown a fate as any other loss.
                 lost.set()
                 if time.monotonic() >= deadline:
                     raise BrokerDown(
-                        f"the broker connection dropped before the confirm: {exc}"
+                        f"the broker connection dropped before the confirm: {exc!r}"
                     ) from None
-                log.info("link.publish_resent", message_id=message.message_id, error=str(exc))
+                log.info("link.publish_resent", message_id=message.message_id, error=repr(exc))
 
     async def _await_link(self, deadline: float) -> None:
         """Wait for the link to be back, or raise BrokerDown if no node is reachable."""
@@ -201,6 +225,12 @@ class BrokerLink:
         if connection is not None and not connection.is_closed:
             with contextlib.suppress(*CONNECTION_ERRORS):
                 await connection.close()
+
+
+def _cancelled_from_outside() -> bool:
+    """Whether the running task itself is being cancelled (not merely a future it awaited)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
