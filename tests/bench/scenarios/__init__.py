@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from tests.bench.bench import Bench
 from tests.bench.results import Series
-from tests.bench.scenarios import drain, inbox, latency, publish, saga
+from tests.bench.scenarios import drain, inbox, latency, publish, saga, scale
 
 Scenario = Callable[[Bench], Awaitable[list[Series]]]
 
@@ -22,4 +22,8 @@ SCENARIOS: dict[str, Scenario] = {
     "latency": latency.run,
     "publish": publish.run,
     "inbox": inbox.run,
+    "scale": scale.run,
 }
+#: Run only when named in --only: scale starts real worker processes, and a
+#: cluster if one is given, for minutes of its own.
+ON_DEMAND = frozenset({"scale"})
