@@ -12,14 +12,20 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
+import httpx
 import pytest
+from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
+from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher, order
 from tests.integration.proxy import NodeProxy
-from topology import BrokerUnreachable
+from topology import BrokerUnreachable, loads
+from topology.apply import apply
 from workers.cli import cli
+from workers.ingress.app import make_app
+from workers.ingress.routes import resolve_routes
 from workers.runtime.connection import connect
 from workers.runtime.link import BrokerDown, BrokerLink
 from workers.runtime.outgoing import Outgoing
@@ -200,3 +206,44 @@ def broker_exchanges(broker: Broker) -> list[dict[str, str]]:
         response.raise_for_status()
         exchanges: list[dict[str, str]] = response.json()
         return exchanges
+
+
+INGRESS_TOPOLOGY = """
+exchanges: {orders: {}}
+queues:
+  seen:
+    bind: [{exchange: orders, routing_key: order.placed}]
+ingress:
+  routes:
+    /orders: {contract: OrderPlaced, exchange: orders}
+"""
+
+
+class TestIngressFailover:
+    async def test_the_ingress_answers_202_through_a_node_loss(
+        self, broker: Broker, proxy: NodeProxy
+    ) -> None:
+        """503 is for "no node reachable"; losing one node of two is not that."""
+        # Given the ingress publishing through the proxy, the broker as its second node
+        topology = loads(INGRESS_TOPOLOGY)
+        await apply(topology, broker.amqp_url, management_url=broker.management_url)
+        link = BrokerLink(f"{proxy.url},{broker.amqp_url}", max_backoff=0.2)
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(link.run(stop))
+        server = TestServer(make_app(resolve_routes(topology, default_registry, {}), link))
+        await server.start_server()
+        try:
+            async with httpx.AsyncClient(base_url=str(server.make_url("")), timeout=30) as http:
+                await asyncio.wait_for(link.connected.wait(), 10)
+                before = await http.post("/orders", json=order("o-1"))
+                # When the node it uses dies
+                proxy.cut()
+                after = await http.post("/orders", json=order("o-2"))
+        finally:
+            await server.close()
+            stop.set()
+            await keeper
+        # Then both posts were accepted, and both orders arrived
+        assert (before.status_code, after.status_code) == (202, 202)
+        received = await collect(broker.amqp_url, "seen", 2)
+        assert sorted(m.json()["order_id"] for m in received) == ["o-1", "o-2"]
