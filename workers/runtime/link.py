@@ -175,7 +175,7 @@ class BrokerLink:
                 # leader): send it again shortly, until the deadline.
                 if time.monotonic() >= deadline:
                     raise BrokerDown(f"no broker node confirmed the message: {exc}") from None
-                log.info("link.publish_resent", message_id=message.message_id, error=str(exc))
+                log.debug("link.publish_resent", message_id=message.message_id, error=str(exc))
                 await asyncio.sleep(NACK_PAUSE)
             except _LOST_OR_CANCELLED as exc:
                 if isinstance(exc, asyncio.CancelledError) and _cancelled_from_outside():
@@ -187,7 +187,7 @@ class BrokerLink:
                     raise BrokerDown(
                         f"the broker connection dropped before the confirm: {exc!r}"
                     ) from None
-                log.info("link.publish_resent", message_id=message.message_id, error=repr(exc))
+                log.debug("link.publish_resent", message_id=message.message_id, error=repr(exc))
 
     async def _await_link(self, deadline: float) -> None:
         """Wait for the link to be back, or raise BrokerDown if no node is reachable."""
