@@ -15,6 +15,7 @@ import msgspec
 
 from contracts import Registry, UnknownEventType
 from topology.destinations import allowed, host_of, literal_internal
+from topology.durability import durability_problems
 from topology.model import Queue, RetryPolicy, Topology
 from topology.names import is_derived, retry_queue, webhook_queue
 from topology.problems import Problem
@@ -150,6 +151,7 @@ def check_references(topology: Topology) -> list[Problem]:
             )
     problems += _ingress_problems(topology)
     problems += _webhook_problems(topology)
+    problems += durability_problems(topology)
     return problems
 
 

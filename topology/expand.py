@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from contracts import Registry, UnknownEventType, default_registry
 from topology.errors import TopologyInvalid
 from topology.model import (
@@ -35,8 +37,12 @@ def expand(topology: Topology) -> Resources:
                 arguments=exchange.arguments,
             )
         )
+    replicas = _replicas(topology.broker.quorum_replicas)
     for name, queue in topology.queues.items():
-        resources.queues += _queues(name, queue)
+        resources.queues += [
+            _with(declared, replicas) if declared.type == "quorum" else declared
+            for declared in _queues(name, queue)
+        ]
         resources.bindings += [
             BindingDecl(
                 source=b.exchange,
@@ -147,6 +153,18 @@ def _queues(name: str, queue: Queue) -> list[QueueDecl]:
         ),
     )
     return [work, *retries, parked]
+
+
+def _replicas(count: int | None) -> dict[str, Any]:
+    # Unset, RabbitMQ places a replica on every node (up to its own limit).
+    return {} if count is None else {"x-quorum-initial-group-size": count}
+
+
+def _with(queue: QueueDecl, arguments: dict[str, Any]) -> QueueDecl:
+    """The queue with `arguments` added; its own arguments win (a per-queue group size)."""
+    if not arguments:
+        return queue
+    return msgspec.structs.replace(queue, arguments={**arguments, **queue.arguments})
 
 
 def _dead_letter_to(queue: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from topology.check import check_references
 from topology.duration import Duration
 from topology.errors import TopologyInvalid
 from topology.model import (
+    Broker,
     Exchange,
     Ingress,
     IngressRoute,
@@ -29,6 +30,7 @@ from topology.model import (
     WebhookSubscription,
     WorkerSpec,
 )
+from topology.nodes import split_urls
 from topology.problems import Problem, errors
 
 DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
@@ -41,7 +43,7 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "webhooks": WebhookSubscription,
 }
 #: Top-level keys besides the name → spec sections.
-_OTHER_KEYS = ("version", "ingress", "metrics")
+_OTHER_KEYS = ("version", "ingress", "metrics", "broker")
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Topology:
@@ -85,7 +87,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
     problems: list[Problem] = []
     for key in data:
         if key not in (*_SECTIONS, *_OTHER_KEYS):
-            valid = ", ".join(["version", *_SECTIONS, "ingress", "metrics"])
+            valid = ", ".join(["version", *_SECTIONS, "ingress", "metrics", "broker"])
             problems.append(Problem(str(key), f"unknown section (valid: {valid})"))
     if data.get("version", 1) != 1:
         problems.append(Problem("version", f"unsupported version {data['version']!r} (valid: 1)"))
@@ -99,6 +101,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         webhooks=sections["webhooks"],
         ingress=_convert_ingress(data.get("ingress") or {}, problems),
         metrics=_convert_metrics(data.get("metrics") or {}, problems),
+        broker=_convert_broker(data.get("broker") or {}, problems),
     )
     return topology, problems
 
@@ -109,6 +112,21 @@ def _convert_metrics(data: object, problems: list[Problem]) -> Metrics:
     except msgspec.ValidationError as exc:
         problems.append(_validation_problem("metrics", Metrics, str(exc)))
         return Metrics()
+
+
+def _convert_broker(data: object, problems: list[Problem]) -> Broker:
+    """`broker:` names the nodes (`urls`) and the quorum replica count."""
+    try:
+        broker = msgspec.convert(data, Broker)
+    except msgspec.ValidationError as exc:
+        problems.append(_validation_problem("broker", Broker, str(exc)))
+        return Broker()
+    for i, url in enumerate(broker.urls):
+        try:
+            split_urls(url)
+        except ValueError as exc:
+            problems.append(Problem(f"broker.urls[{i}]", str(exc)))
+    return broker
 
 
 def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:

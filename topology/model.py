@@ -237,6 +237,26 @@ class WebhookSubscription(_Spec, frozen=True):
         return [WebhookEvent(contract=e) if isinstance(e, str) else e for e in self.events]
 
 
+class Broker(_Spec, frozen=True):
+    """The broker's nodes, and how quorum queues are spread over them.
+
+    `urls` are used when neither ``--url`` nor FLEET_AMQP_URL is given; more
+    than one names the nodes of a cluster, and clients fail over between them.
+    A file with several URLs or with `quorum_replicas` is meant for a cluster:
+    `topology check` then flags queues that a node's loss would lose.
+    """
+
+    urls: list[str] = []
+    # x-quorum-initial-group-size of every quorum queue fleet declares; by
+    # default RabbitMQ places a replica on every node (up to its own limit).
+    quorum_replicas: Positive | None = None
+
+    @property
+    def clustered(self) -> bool:
+        """Whether the file targets a cluster of several nodes."""
+        return len(self.urls) > 1 or self.quorum_replicas is not None
+
+
 class Topology(_Spec, frozen=True):
     """A whole topology file."""
 
@@ -247,6 +267,7 @@ class Topology(_Spec, frozen=True):
     ingress: Ingress = msgspec.field(default_factory=Ingress)
     metrics: Metrics = msgspec.field(default_factory=Metrics)
     webhooks: dict[str, WebhookSubscription] = {}
+    broker: Broker = msgspec.field(default_factory=Broker)
 
     def worker(self, name: str) -> WorkerSpec:
         """The spec of one worker.

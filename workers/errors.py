@@ -4,6 +4,7 @@
     ├── Retry              retry later: skips the in-process attempts, goes to the next delay tier
     ├── Reject             permanent: park in <queue>.dead at once with this reason
     ├── PublishFailed      a follow-on event was nacked or returned unroutable by the broker
+    │   └── PublishNacked  nacked: the broker did not take it (worth sending again)
     ├── WorkerNotFound     (also LookupError) the topology or module has no such worker
     └── NotADeadLetterQueue (also ValueError) a queue named to `fleet dlq` is not one
 
@@ -48,6 +49,11 @@ class Reject(WorkerError):
 
 class PublishFailed(WorkerError):
     """The broker nacked a follow-on event, or returned it because nothing was bound."""
+
+
+class PublishNacked(PublishFailed):
+    """The broker nacked a publish: it took no responsibility for it (a quorum queue
+    without a leader during a node's failover, say); sending it again may succeed."""
 
 
 class WorkerNotFound(WorkerError, LookupError):

@@ -28,7 +28,7 @@ from tests.bench.layout import bench_topology
 from tests.bench.machine import describe, load
 from tests.bench.report import render, write_json
 from tests.bench.results import Series, Skip, Skipped
-from tests.bench.scenarios import SCENARIOS
+from tests.bench.scenarios import ON_DEMAND, SCENARIOS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AMQP_URL = os.environ.get("FLEET_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -42,6 +42,7 @@ examples:
   python -m tests.bench                      the default run (under 10 minutes)
   python -m tests.bench --quick              a smoke run (under 1 minute)
   python -m tests.bench --only drain,saga --rounds 7
+  python -m tests.bench --only scale --cluster-url "$(scripts/cluster urls)"
   make bench ARGS="--quick --json /tmp/bench.json"
 """
 
@@ -66,18 +67,29 @@ def parse(argv: list[str]) -> Config:
     parser.add_argument(
         "--database-url", default=DATABASE_URL, help="PostgreSQL (env FLEET_TEST_DATABASE_URL)"
     )
+    parser.add_argument(
+        "--cluster-url",
+        default=os.environ.get("FLEET_BENCH_CLUSTER_URL"),
+        help="the scale scenario's cluster: every node's AMQP URL, comma-separated "
+        "(env FLEET_BENCH_CLUSTER_URL; `scripts/cluster urls` prints them)",
+    )
+    parser.add_argument(
+        "--cluster-management-url", help="its management API (default: node 1's port + 10000)"
+    )
     args = parser.parse_args(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Config(
         sizes=sizes.QUICK if args.quick else sizes.DEFAULT,
         rounds=args.rounds or (sizes.QUICK_ROUNDS if args.quick else sizes.DEFAULT_ROUNDS),
-        scenarios=args.only or tuple(SCENARIOS),
+        scenarios=args.only or tuple(s for s in SCENARIOS if s not in ON_DEMAND),
         amqp_url=args.url,
         management_url=args.management_url,
         database_url=args.database_url,
         json_path=args.json or RESULTS / f"{stamp}.json",
         command=_command(argv),
         extras=not args.quick,
+        cluster_url=args.cluster_url,
+        cluster_management_url=args.cluster_management_url,
     )
 
 

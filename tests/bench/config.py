@@ -67,6 +67,8 @@ class Config:
         json_path: where the results go.
         command: the command line, as the report prints it.
         extras: run the informational contenders too (aio-pika on uvloop); not in --quick.
+        cluster_url: the nodes of a cluster for the scale scenario (comma-separated), if any.
+        cluster_management_url: that cluster's management API (default: node 1's port + 10000).
     """
 
     sizes: Sizes
@@ -78,3 +80,5 @@ class Config:
     json_path: Path
     command: str
     extras: bool = True
+    cluster_url: str | None = None
+    cluster_management_url: str | None = None

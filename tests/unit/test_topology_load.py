@@ -428,7 +428,7 @@ class TestUnreadableTopology:
         # When / Then
         assert problems_of(text) == [
             "exchange: unknown section "
-            "(valid: version, exchanges, queues, workers, webhooks, ingress, metrics)"
+            "(valid: version, exchanges, queues, workers, webhooks, ingress, metrics, broker)"
         ]
 
     def test_an_unsupported_version_is_refused(self) -> None:

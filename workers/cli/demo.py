@@ -14,7 +14,7 @@ import click
 import httpx
 
 from workers.cli import EXIT_FAILURE, cli, fail
-from workers.cli.options import url_option
+from workers.cli.options import resolve_url, url_option
 from workers.cli.saga import database_url_option
 from workers.demo import demo_orders, publish_orders
 from workers.fulfilment import audit
@@ -55,7 +55,9 @@ SETTLE_SECONDS = 10.0
 @click.option("--seed", type=int, default=None, help="Fix the mix (default: varies per run).")
 @database_url_option
 @url_option
-def demo(count: int, seconds: float, seed: int | None, database_url: str | None, url: str) -> None:
+def demo(
+    count: int, seconds: float, seed: int | None, database_url: str | None, url: str | None
+) -> None:
     """Send N orders to the running reference fleet and report how they ended.
 
     The mix hits every path: stock-outs, declines, gateway errors, timeouts and
@@ -69,7 +71,7 @@ def demo(count: int, seconds: float, seed: int | None, database_url: str | None,
     if not database_url:
         fail("no database: pass --database-url or set FLEET_DATABASE_URL (as `make up` does)", 2)
         return
-    ok = run(_demo(count, seconds, seed, database_url, url))
+    ok = run(_demo(count, seconds, seed, database_url, resolve_url(url)))
     if not ok:
         sys.exit(EXIT_FAILURE)
 

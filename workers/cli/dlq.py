@@ -8,9 +8,10 @@ import sys
 import click
 
 from topology.management import Management
+from topology.nodes import first_reachable
 from workers import dlq as ops
 from workers.cli import EXIT_USAGE, cli, fail
-from workers.cli.options import management_url_option, url_option
+from workers.cli.options import management_url_option, resolve_url, url_option
 from workers.runtime.loop import run
 
 EXAMPLES = """
@@ -39,11 +40,11 @@ def dlq() -> None:
 @dlq.command("list", epilog=EXAMPLES)
 @url_option
 @management_url_option
-def list_command(url: str, management_url: str | None) -> None:
+def list_command(url: str | None, management_url: str | None) -> None:
     """Every dead-letter and retry queue with its depth; dead letters are highlighted."""
-    with Management.for_broker(url, management_url) as management:
+    with Management.for_broker(_node(url), management_url) as management:
         queues = ops.parked_queues(management)
-    queues = run(ops.exact_depths(url, queues))
+    queues = run(ops.exact_depths(_node(url), queues))
     if not queues:
         click.echo("No dead-letter or retry queues: has `fleet topology apply` run?")
         return
@@ -74,11 +75,11 @@ def list_command(url: str, management_url: str | None) -> None:
 @url_option
 @management_url_option
 def show_command(
-    queue: str, limit: int, as_json: bool, url: str, management_url: str | None
+    queue: str, limit: int, as_json: bool, url: str | None, management_url: str | None
 ) -> None:
     """Show parked messages with their reasons; they stay in the queue."""
     name = ops.resolve(queue)
-    with Management.for_broker(url, management_url) as management:
+    with Management.for_broker(_node(url), management_url) as management:
         messages = ops.show(management, name, limit)
     if messages is None:
         fail(f"no queue {name!r} in this vhost", EXIT_USAGE)
@@ -113,7 +114,7 @@ def show_command(
 )
 @url_option
 def replay_command(
-    queue: str, replay_all: bool, message_id: str | None, limit: int | None, url: str
+    queue: str, replay_all: bool, message_id: str | None, limit: int | None, url: str | None
 ) -> None:
     """Send parked messages back to their origin queue, attempts reset.
 
@@ -124,7 +125,7 @@ def replay_command(
     if replay_all == (message_id is not None):
         raise click.UsageError("choose what to replay: --all or --id MESSAGE_ID")
     name = ops.resolve(queue)
-    result = run(ops.replay(url, name, message_id=message_id, limit=limit))
+    result = run(ops.replay(_node(url), name, message_id=message_id, limit=limit))
     if message_id is not None and result.replayed == 0:
         fail(f"no message with id {message_id!r} in {name}", EXIT_USAGE)
     click.echo(
@@ -136,12 +137,17 @@ def replay_command(
 @click.argument("queue")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @url_option
-def purge_command(queue: str, yes: bool, url: str) -> None:
+def purge_command(queue: str, yes: bool, url: str | None) -> None:
     """Delete every message in a dead-letter or retry queue. Asks first."""
     name = ops.resolve(queue)
     if not yes:
         if not sys.stdin.isatty():
             fail(f"refusing to purge {name} without confirmation: pass --yes", EXIT_USAGE)
         click.confirm(f"Delete every message in {name}? This cannot be undone", abort=True)
-    purged = run(ops.purge(url, name))
+    purged = run(ops.purge(_node(url), name))
     click.echo(f"Purged {purged} message(s) from {name}.")
+
+
+def _node(url: str | None) -> str:
+    """One node of the broker: dead-letter queues are read and replayed through one."""
+    return first_reachable(resolve_url(url))

@@ -6,7 +6,7 @@ import click
 
 from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
-from workers.cli.options import file_option, url_option
+from workers.cli.options import file_option, resolve_url, url_option
 from workers.ingress.routes import IngressConfigError, resolve_routes
 from workers.loader import import_contracts
 from workers.runtime.loop import run
@@ -45,7 +45,7 @@ def ingress() -> None:
 @file_option
 @url_option
 def run_command(
-    host: str, port: int, database_url: str | None, topology_file: str | None, url: str
+    host: str, port: int, database_url: str | None, topology_file: str | None, url: str | None
 ) -> None:
     """Serve the topology's ingress routes until SIGTERM or Ctrl-C.
 
@@ -71,7 +71,14 @@ def run_command(
 
     async def main() -> None:
         shutdown.install()
-        await serve(routes, url, host=host, port=port, shutdown=shutdown, database_url=database_url)
+        await serve(
+            routes,
+            resolve_url(url, topology),
+            host=host,
+            port=port,
+            shutdown=shutdown,
+            database_url=database_url,
+        )
 
     try:
         run(main())

@@ -7,20 +7,40 @@ from typing import Any, TypeVar
 
 import click
 
+from topology import Topology
+from topology.nodes import join_urls, split_urls
+
 DEFAULT_AMQP_URL = "amqp://guest:guest@localhost:5672/"
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def url_option(function: F) -> F:
-    """``--url`` / FLEET_AMQP_URL: the broker (its path is the vhost)."""
+    """``--url`` / FLEET_AMQP_URL: the broker (its path is the vhost); see `resolve_url`."""
     return click.option(
         "--url",
         envvar="FLEET_AMQP_URL",
-        default=DEFAULT_AMQP_URL,
-        show_default=True,
-        help="AMQP URL of the broker; the path is the vhost (env FLEET_AMQP_URL).",
+        default=None,
+        help="AMQP URL of the broker, the path being the vhost; several, comma-separated, "
+        "name the nodes of a cluster (env FLEET_AMQP_URL; else the file's broker.urls; "
+        f"else {DEFAULT_AMQP_URL}).",
     )(function)
+
+
+def resolve_url(url: str | None, topology: Topology | None = None) -> str:
+    """The broker's node URL(s): ``--url``, else FLEET_AMQP_URL (click reads both into
+    `url`), else the topology file's `broker.urls`, else the local default.
+
+    Raises:
+        click.BadParameter: an entry is not an AMQP URL.
+    """
+    if url is None and topology is not None and topology.broker.urls:
+        url = join_urls(topology.broker.urls)
+    url = url or DEFAULT_AMQP_URL
+    try:
+        return join_urls(split_urls(url))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="'--url' / FLEET_AMQP_URL") from None
 
 
 def management_url_option(function: F) -> F:

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import click
 import msgspec
 
 from contracts import InvalidPayload, decode, default_registry
+from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
-from workers.cli.options import file_option, url_option
+from workers.cli.options import file_option, resolve_url, url_option
 from workers.loader import import_contracts
-from workers.runtime.connection import publishing_channel
+from workers.runtime.link import BrokerDown, BrokerLink
 from workers.runtime.loop import run
 from workers.runtime.outgoing import outgoing_event
-from workers.runtime.publisher import Publisher
 
 EXAMPLES = """
 \b
@@ -63,13 +64,15 @@ def publish(
     message_id: str | None,
     correlation_id: str | None,
     topology_file: str | None,
-    url: str,
+    url: str | None,
 ) -> None:
     """Publish one event to EXCHANGE with ROUTING_KEY.
 
     The JSON is validated against the contract first; the publish is mandatory
     and waits for the broker's confirm, so an event no queue receives is an
-    error, not a silent loss. Prints the message id.
+    error, not a silent loss. Given several nodes (a cluster), it uses the
+    first that answers and, if that one goes away before the confirm, sends
+    the event again through another. Prints the message id.
     """
     import_contracts(topology_file)
     event_type = default_registry.lookup(type_name, version)
@@ -80,19 +83,31 @@ def publish(
         fail(str(exc), EXIT_USAGE)
     message_id = message_id or uuid.uuid4().hex
 
+    message = outgoing_event(
+        event,
+        exchange=exchange,
+        message_id=message_id,
+        correlation_id=correlation_id or message_id,
+        app_id="fleet.cli",
+    )
+    # The routing key given on the command line wins over the contract's.
+    message = msgspec.structs.replace(message, routing_key=routing_key)
+    nodes = resolve_url(url, load(topology_file) if topology_file else None)
+
     async def send() -> None:
-        async with publishing_channel(url, name="fleet publish") as channel:
-            message = outgoing_event(
-                event,
-                exchange=exchange,
-                message_id=message_id,
-                correlation_id=correlation_id or message_id,
-                app_id="fleet.cli",
+        link = BrokerLink(nodes, name="fleet publish", max_backoff=1.0)
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(link.run(stop))
+        try:
+            await link.publish(message)
+        except BrokerDown as exc:
+            fail(
+                f"{exc}: the event may not have reached the broker; publish it again "
+                f"with --message-id {message_id} (consumers drop the duplicate)"
             )
-            # The routing key given on the command line wins over the contract's.
-            await Publisher(channel).publish_outgoing(
-                msgspec.structs.replace(message, routing_key=routing_key)
-            )
+        finally:
+            stop.set()
+            await keeper
 
     run(send())
     click.echo(message_id)

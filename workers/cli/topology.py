@@ -34,9 +34,10 @@ from topology import (
     mermaid,
 )
 from topology.apply import apply, survey
+from topology.nodes import first_reachable
 from topology.plan import ChangeKind
 from workers.cli import EXIT_FAILURE, EXIT_OK, cli, fail
-from workers.cli.options import file_option, management_url_option, url_option
+from workers.cli.options import file_option, management_url_option, resolve_url, url_option
 from workers.loader import import_contracts, load_worker
 
 #: `fleet topology plan`: the broker differs from the file; `apply` would change it.
@@ -136,7 +137,7 @@ def check(topology_file: str | None) -> None:
 @file_option
 @url_option
 @management_url_option
-def plan(topology_file: str | None, url: str, management_url: str | None) -> None:
+def plan(topology_file: str | None, url: str | None, management_url: str | None) -> None:
     """Show what `apply` would change on the broker, changing nothing.
 
     Compares the file with the broker's vhost (through the management API) and
@@ -162,7 +163,8 @@ def plan(topology_file: str | None, url: str, management_url: str | None) -> Non
     topology = load(topology_file)
     if topology.webhooks:
         import_contracts(topology_file)  # subscriptions bind their contracts' routing keys
-    current, _ = survey(expand(topology), url, management_url=management_url)
+    node = first_reachable(resolve_url(url, topology))
+    current, _ = survey(expand(topology), node, management_url=management_url)
     for change in current.changes:
         click.echo(_styled(change, change.render()))
     click.echo(current.summary())
@@ -181,7 +183,11 @@ def plan(topology_file: str | None, url: str, management_url: str | None) -> Non
 )
 @click.option("--yes", "-y", is_flag=True, help="With --recreate, do not ask first.")
 def apply_command(
-    topology_file: str | None, url: str, management_url: str | None, recreate: bool, yes: bool
+    topology_file: str | None,
+    url: str | None,
+    management_url: str | None,
+    recreate: bool,
+    yes: bool,
 ) -> None:
     """Make the broker match the topology file.
 
@@ -208,7 +214,7 @@ def apply_command(
     result = _run(
         apply(
             topology,
-            url,
+            first_reachable(resolve_url(url, topology)),
             management_url=management_url,
             recreate=recreate,
             confirm=confirm,

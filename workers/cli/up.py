@@ -14,11 +14,13 @@ import click
 
 from topology import Topology, load
 from topology.apply import apply
+from topology.nodes import first_reachable
 from workers.cli import cli, fail
 from workers.cli.options import (
     file_option,
     management_url_option,
     metrics_port_option,
+    resolve_url,
     url_option,
 )
 from workers.loader import import_contracts
@@ -101,7 +103,7 @@ def up(
     database_url: str | None,
     metrics_port: int | None,
     topology_file: str | None,
-    url: str,
+    url: str | None,
     management_url: str | None,
 ) -> None:
     """Apply the topology, then run every worker with its replica count.
@@ -121,6 +123,7 @@ def up(
     """
     sys.path.insert(0, os.getcwd())
     topology = load(topology_file)
+    url = resolve_url(url, topology)
     runnable = [
         *topology.workers,
         *(["webhooks"] if topology.webhooks else []),
@@ -146,7 +149,7 @@ def up(
     if topology.webhooks:
         import_contracts(topology_file)  # subscriptions bind their contracts' routing keys
     if not no_apply:
-        result = run(apply(topology, url, management_url=management_url))
+        result = run(apply(topology, first_reachable(url), management_url=management_url))
         click.echo(result.summary(), err=True)
     log_format = ctx.find_root().params.get("log_format", "auto")
     children = []

@@ -13,6 +13,7 @@ from workers.cli.options import (
     file_option,
     management_url_option,
     metrics_port_option,
+    resolve_url,
     url_option,
 )
 from workers.loader import load_worker
@@ -82,7 +83,7 @@ def run_command(
     database_url: str | None,
     metrics_port: int | None,
     topology_file: str | None,
-    url: str,
+    url: str | None,
     management_url: str | None,
 ) -> None:
     """Run worker NAME until SIGTERM or Ctrl-C.
@@ -90,7 +91,8 @@ def run_command(
     Consumes the worker's queue with manual acks, retries failures as the
     queue's retry policy says, parks what cannot be processed in <queue>.dead,
     and publishes follow-on events with publisher confirms. Reconnects by
-    itself when the broker restarts. The first signal drains in-flight work;
+    itself when the broker restarts; given several nodes, it fails over to the
+    next when its node goes away. The first signal drains in-flight work;
     a second one stops at once (unfinished messages are requeued).
 
     Serves Prometheus metrics on --metrics-port (its queue's lag included) and
@@ -103,7 +105,7 @@ def run_command(
         settings = WorkerSettings.from_topology(
             topology,
             name,
-            url,
+            resolve_url(url, topology),
             prefetch=prefetch,
             concurrency=concurrency,
             drain_timeout=drain_timeout,

@@ -1,5 +1,6 @@
 """Connecting to the broker: one connection per process, named after its job,
-with a consume channel and a confirm-mode publish channel."""
+with a consume channel and a confirm-mode publish channel. Given several nodes
+of a cluster, it connects to the first that answers."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from aiormq.abc import AbstractChannel
 from pamqp.common import FieldTable
 
 from topology import BrokerUnreachable
+from workers.runtime.nodes import NodeRing
 
 #: Errors that mean "the broker went away or is not there": reconnect, do not crash.
 CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
@@ -42,22 +44,46 @@ class Channels:
     wrappers: tuple[aio_pika.abc.AbstractChannel, ...] = ()
 
 
-async def connect(url: str, *, name: str) -> AbstractConnection:
+#: Seconds to wait for one node to complete the AMQP handshake before trying the next.
+CONNECT_TIMEOUT = 10.0
+
+
+async def connect(url: str | NodeRing, *, name: str) -> AbstractConnection:
     """Open a connection whose name (shown in the management UI) says who holds it.
 
+    Args:
+        url: one AMQP URL, several comma-separated (the nodes of a cluster), or a
+            `NodeRing` that remembers which node to try first. Nodes are tried in
+            turn; the first that answers is used.
+        name: who holds the connection.
+
     Raises:
-        BrokerUnreachable: nothing answers at `url`, or it refused the login.
+        BrokerUnreachable: no node answers, or one refused the login.
     """
+    ring = url if isinstance(url, NodeRing) else NodeRing(url)
     properties: FieldTable = {"connection_name": f"{name} ({socket.gethostname()}:{os.getpid()})"}
-    try:
-        return await aio_pika.connect(url, client_properties=properties)
-    except aiormq.exceptions.ProbableAuthenticationError as exc:
-        raise BrokerUnreachable(f"RabbitMQ at {_safe(url)} refused the login: {exc}") from None
-    except CONNECTION_ERRORS as exc:
+    reasons = []
+    for candidate in ring.candidates():
+        try:
+            connection = await aio_pika.connect(
+                candidate, client_properties=properties, timeout=CONNECT_TIMEOUT
+            )
+        except aiormq.exceptions.ProbableAuthenticationError as exc:
+            # Every node of a cluster shares its users: the next would refuse too.
+            raise BrokerUnreachable(
+                f"RabbitMQ at {_safe(candidate)} refused the login: {exc}"
+            ) from None
+        except CONNECTION_ERRORS as exc:
+            reasons.append(f"{_safe(candidate)}: {_reason(exc)}")
+            continue
+        ring.connected(candidate)
+        return connection
+    if len(reasons) == 1:
         raise BrokerUnreachable(
-            f"cannot reach RabbitMQ at {_safe(url)}: {_reason(exc)} "
+            f"cannot reach RabbitMQ at {reasons[0]} "
             "(is it running? start it with `rabbitmq-server -detached`)"
-        ) from None
+        )
+    raise BrokerUnreachable(f"cannot reach any RabbitMQ node: {'; '.join(reasons)}")
 
 
 async def open_channels(connection: AbstractConnection, *, prefetch: int) -> Channels:

@@ -14,7 +14,7 @@ from aiormq.abc import AbstractChannel
 from pamqp import commands as spec_commands
 from pamqp.commands import Basic
 
-from workers.errors import PublishFailed
+from workers.errors import PublishFailed, PublishNacked
 from workers.observability.metrics import Histogram
 from workers.runtime.outgoing import Outgoing
 
@@ -80,8 +80,13 @@ class Publisher:
                 f"{reply.lower()}: nothing is bound to exchange {exchange!r} "
                 f"for routing key {routing_key!r}"
             ) from None
+        except aiormq.exceptions.DeliveryError as exc:
+            raise PublishNacked(
+                f"the broker refused the message for exchange {exchange!r} "
+                f"(routing key {routing_key!r}): {type(exc.frame).__name__}"
+            ) from None
         if not isinstance(confirmation, spec_commands.Basic.Ack):
-            raise PublishFailed(
+            raise PublishNacked(
                 f"the broker refused the message for exchange {exchange!r} "
                 f"(routing key {routing_key!r}): {type(confirmation).__name__}"
             )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from workers.observability import context as trace_context
 from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
 from workers.runtime.consumer import Consumer, Counters
 from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
+from workers.runtime.nodes import NodeRing, node_label
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
@@ -148,11 +150,14 @@ async def run_worker(
     observer = settings.make_observer()
     if observer is not None:
         observer.start()
+    nodes = NodeRing(settings.url)
+    # When the last connection was lost: the failover time is logged once consuming again.
+    lost_at: float | None = None
     try:
         failures = 0
         while not shutdown.requested.is_set():
             try:
-                connection = await connect(settings.url, name=f"fleet worker {settings.name}")
+                connection = await connect(nodes, name=f"fleet worker {settings.name}")
             except BrokerUnreachable as exc:
                 failures += 1
                 delay = _backoff(failures)
@@ -166,9 +171,10 @@ async def run_worker(
                 continue
             failures = 0
             polling = observer.polling(connection) if observer is not None else None
+            consuming = _Consuming(settings.name, nodes, lost_at, ready)
             try:
                 lost = await _consume(
-                    connection, settings, rules, inbox, counters, shutdown, ready, observer
+                    connection, settings, rules, inbox, counters, shutdown, consuming, observer
                 )
             except CONNECTION_ERRORS as exc:
                 lost = True
@@ -181,6 +187,10 @@ async def run_worker(
                 if not connection.is_closed:
                     await connection.close()
             if lost:
+                lost_at = time.monotonic() if consuming.started else lost_at
+                nodes.lost()
+                # Another node is usually up at once: retry soon, with jitter so
+                # that a fleet of workers does not reconnect in one burst.
                 await _wait_any(shutdown.requested, seconds=_backoff(1))
     finally:
         if observer is not None:
@@ -198,7 +208,7 @@ async def _consume(
     inbox: Inbox,
     counters: Counters,
     shutdown: Shutdown,
-    ready: asyncio.Event | None,
+    consuming: _Consuming,
     observer: Observer | None = None,
 ) -> bool:
     """Consume on one connection; True if the connection was lost, False on a requested stop."""
@@ -240,13 +250,13 @@ async def _consume(
         "worker.consuming",
         worker=settings.name,
         queue=spec.queue,
+        node=node_label(consuming.nodes.current),
         prefetch=settings.prefetch,
         concurrency=settings.concurrency,
     )
     consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
     consumer_tag = consume_ok.consumer_tag or ""
-    if ready is not None:
-        ready.set()
+    consuming.began()
     await _wait_any(shutdown.requested, lost)
     if lost.is_set() and not shutdown.requested.is_set():
         log.warning("broker.connection_lost", worker=settings.name, in_flight=consumer.in_flight)
@@ -270,6 +280,29 @@ async def _consume(
         duplicates=counters.duplicates,
     )
     return False
+
+
+@dataclass
+class _Consuming:
+    """Marks the start of consuming on a connection, and logs how long a failover took."""
+
+    worker: str
+    nodes: NodeRing
+    lost_at: float | None
+    ready: asyncio.Event | None
+    started: bool = False
+
+    def began(self) -> None:
+        self.started = True
+        if self.lost_at is not None:
+            log.info(
+                "broker.failover",
+                worker=self.worker,
+                node=node_label(self.nodes.current),
+                seconds=round(time.monotonic() - self.lost_at, 3),
+            )
+        if self.ready is not None:
+            self.ready.set()
 
 
 async def _check_queues(connection: AbstractConnection, settings: WorkerSettings) -> None:

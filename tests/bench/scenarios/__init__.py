@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 
 from tests.bench.bench import Bench
 from tests.bench.results import Series
-from tests.bench.scenarios import drain, inbox, latency, observe, publish, saga
+from tests.bench.scenarios import drain, inbox, latency, observe, publish, saga, scale
 
 Scenario = Callable[[Bench], Awaitable[list[Series]]]
 
@@ -23,4 +23,8 @@ SCENARIOS: dict[str, Scenario] = {
     "publish": publish.run,
     "inbox": inbox.run,
     "observe": observe.run,
+    "scale": scale.run,
 }
+#: Run only when named in --only: scale starts real worker processes, and a
+#: cluster if one is given, for minutes of its own.
+ON_DEMAND = frozenset({"scale"})
