@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -121,3 +121,18 @@ def _safe(url: str) -> str:
 def _reason(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return text.splitlines()[0][:200]
+
+
+async def first_missing_queue(connection: AbstractConnection, names: Iterable[str]) -> str | None:
+    """The first of `names` that does not exist on the broker (a passive declare each,
+    on a channel of its own since a miss closes it); None when all do."""
+    for name in names:
+        channel = await connection.channel()
+        try:
+            await channel.declare_queue(name, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return name
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+    return None

@@ -30,6 +30,7 @@ from workers.runtime.connection import CONNECTION_ERRORS, connect
 from workers.runtime.nodes import NodeRing, node_label
 from workers.runtime.outgoing import Outgoing
 from workers.runtime.publisher import Publisher
+from workers.runtime.waiting import wait_any
 
 log = structlog.get_logger("fleet.link")
 
@@ -121,7 +122,7 @@ class BrokerLink:
                 log.warning(
                     "link.broker_unreachable", name=self.name, error=str(exc), retry_in=delay
                 )
-                await _wait(stop, delay)
+                await wait_any(stop, seconds=delay)
                 continue
             failures = 0
             self._unreachable = False
@@ -137,7 +138,7 @@ class BrokerLink:
                 log.info("link.broker_connected", name=self.name)
             self.connected.set()
             self._settled.set()
-            await _wait_any(stop, self._lost)
+            await wait_any(stop, self._lost)
             self.connected.clear()
             self._settled.clear()
             if not stop.is_set():
@@ -241,17 +242,3 @@ def _cancelled_from_outside() -> bool:
     """Whether the running task itself is being cancelled (not merely a future it awaited)."""
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-
-
-async def _wait_any(*events: asyncio.Event) -> None:
-    tasks = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()

@@ -8,9 +8,8 @@ import contextlib
 import random
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import aiormq
 import structlog
 from aio_pika.abc import AbstractConnection
 
@@ -19,13 +18,19 @@ from topology.names import dead_letter_queue, retry_queue
 from workers.errors import WorkerError
 from workers.loader import load_exception_classes, load_worker
 from workers.observability import context as trace_context
-from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
+from workers.runtime.connection import (
+    CONNECTION_ERRORS,
+    connect,
+    first_missing_queue,
+    open_channels,
+)
 from workers.runtime.consumer import Consumer, Counters
 from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
 from workers.runtime.nodes import NodeRing, node_label
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
+from workers.runtime.waiting import wait_any
 from workers.worker import Resources, Worker
 
 if TYPE_CHECKING:
@@ -167,7 +172,7 @@ async def run_worker(
                     error=str(exc),
                     retry_in=round(delay, 2),
                 )
-                await _wait_any(shutdown.requested, seconds=delay)
+                await wait_any(shutdown.requested, seconds=delay)
                 continue
             failures = 0
             polling = observer.polling(connection) if observer is not None else None
@@ -191,7 +196,7 @@ async def run_worker(
                 nodes.lost()
                 # Another node is usually up at once: retry soon, with jitter so
                 # that a fleet of workers does not reconnect in one burst.
-                await _wait_any(shutdown.requested, seconds=_backoff(1))
+                await wait_any(shutdown.requested, seconds=_backoff(1))
     finally:
         if observer is not None:
             observer.stop()
@@ -257,7 +262,7 @@ async def _consume(
     consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
     consumer_tag = consume_ok.consumer_tag or ""
     consuming.began()
-    await _wait_any(shutdown.requested, lost)
+    await wait_any(shutdown.requested, lost)
     if lost.is_set() and not shutdown.requested.is_set():
         log.warning("broker.connection_lost", worker=settings.name, in_flight=consumer.in_flight)
         return True
@@ -267,7 +272,7 @@ async def _consume(
     except CONNECTION_ERRORS:
         return True
     drain = asyncio.ensure_future(consumer.drain(settings.drain_timeout))
-    await _wait_any(shutdown.forced, drain)
+    await wait_any(shutdown.forced, drain)
     finished = drain.done() and drain.result()
     log.info(
         "worker.stopped",
@@ -311,32 +316,11 @@ async def _check_queues(connection: AbstractConnection, settings: WorkerSettings
     queue = settings.topology.queues[spec.queue]
     needed = [spec.queue, dead_letter_queue(spec.queue)]
     needed += [retry_queue(spec.queue, d) for d in queue.retry.delays]
-    for name in needed:
-        channel = await connection.channel()
-        try:
-            await channel.declare_queue(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            raise QueueMissing(
-                f"queue {name!r} does not exist on this broker: run `fleet topology apply` first"
-            ) from None
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-
-
-async def _wait_any(
-    *waitables: asyncio.Event | asyncio.Future[Any], seconds: float | None = None
-) -> None:
-    """Return when any event is set or future done, or after `seconds`."""
-    tasks: list[asyncio.Future[Any]] = [
-        asyncio.ensure_future(w.wait()) if isinstance(w, asyncio.Event) else w for w in waitables
-    ]
-    try:
-        await asyncio.wait(tasks, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task, source in zip(tasks, waitables, strict=True):
-            if isinstance(source, asyncio.Event) and not task.done():
-                task.cancel()
+    missing = await first_missing_queue(connection, needed)
+    if missing is not None:
+        raise QueueMissing(
+            f"queue {missing!r} does not exist on this broker: run `fleet topology apply` first"
+        )
 
 
 def _backoff(failures: int) -> float:

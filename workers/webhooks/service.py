@@ -16,9 +16,15 @@ import structlog
 from aio_pika.abc import AbstractConnection
 
 from topology import BrokerUnreachable
-from workers.runtime.connection import CONNECTION_ERRORS, connect, open_channels
+from workers.runtime.connection import (
+    CONNECTION_ERRORS,
+    connect,
+    first_missing_queue,
+    open_channels,
+)
 from workers.runtime.publisher import Publisher
 from workers.runtime.shutdown import Shutdown
+from workers.runtime.waiting import wait_any
 from workers.webhooks.dispatcher import Dispatcher
 from workers.webhooks.errors import WebhookError
 from workers.webhooks.records import Records
@@ -71,7 +77,7 @@ async def run_dispatchers(
                     failures += 1
                     delay = random.uniform(0.1, min(MAX_RECONNECT_DELAY, 0.5 * 2 ** (failures - 1)))
                     log.warning("broker.unreachable", error=str(exc), retry_in=round(delay, 2))
-                    await _wait(shutdown.requested, delay)
+                    await wait_any(shutdown.requested, seconds=delay)
                     continue
                 failures = 0
                 try:
@@ -85,7 +91,7 @@ async def run_dispatchers(
                     if not connection.is_closed:
                         await connection.close()
                 if lost:
-                    await _wait(shutdown.requested, random.uniform(0.1, 0.5))
+                    await wait_any(shutdown.requested, seconds=random.uniform(0.1, 0.5))
     finally:
         await records.close()
     return dispatchers
@@ -130,7 +136,7 @@ async def _consume(
         consumers.append((dispatcher, channels.consume, ok.consumer_tag or ""))
     if ready is not None:
         ready.set()
-    await _wait_any(shutdown.requested, lost)
+    await wait_any(shutdown.requested, lost)
     if lost.is_set() and not shutdown.requested.is_set():
         return True, dispatchers
     try:
@@ -153,28 +159,8 @@ async def _check_queues(
     connection: AbstractConnection, subscriptions: Sequence[Subscription]
 ) -> None:
     """Refuse to start against a broker the topology was not applied to."""
-    for name in [queue for s in subscriptions for queue in s.queues]:
-        channel = await connection.channel()
-        try:
-            await channel.declare_queue(name, passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            raise QueueMissing(
-                f"queue {name!r} does not exist on this broker: run `fleet topology apply` first"
-            ) from None
-        finally:
-            if not channel.is_closed:
-                await channel.close()
-
-
-async def _wait(event: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), seconds)
-
-
-async def _wait_any(*events: asyncio.Event) -> None:
-    tasks = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
+    missing = await first_missing_queue(connection, [q for s in subscriptions for q in s.queues])
+    if missing is not None:
+        raise QueueMissing(
+            f"queue {missing!r} does not exist on this broker: run `fleet topology apply` first"
+        )
