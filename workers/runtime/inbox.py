@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
@@ -187,8 +188,10 @@ class MemoryInbox:
 
     def __init__(self, capacity: int = 100_000):
         self.capacity = capacity
-        # Insertion-ordered: the first key is the oldest.
-        self._seen: dict[tuple[str, str], list[Outgoing]] = {}
+        # The first key is the oldest. An OrderedDict, not a dict: a dict's
+        # `next(iter(d))` walks over every slot deleted from its front, so evicting
+        # the oldest would cost more with every message once the memory is full.
+        self._seen: OrderedDict[tuple[str, str], list[Outgoing]] = OrderedDict()
 
     async def start(self) -> None:
         return None
@@ -211,7 +214,7 @@ class MemoryInbox:
         seen = self._seen
         seen[key] = kept
         if len(seen) > self.capacity:
-            del seen[next(iter(seen))]
+            seen.popitem(last=False)
 
 
 class _MemoryClaim(Claim):
