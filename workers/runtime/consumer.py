@@ -135,6 +135,8 @@ class Consumer:
         self._slots = Slots(concurrency)
         self._acks = AckBatcher(batch=ack_batch, scatter_after=max(ack_batch, concurrency))
         self._ack_lock = asyncio.Lock()
+        #: Tasks holding or waiting for `_ack_lock`.
+        self._acking = 0
         self._ack_timer: asyncio.TimerHandle | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
@@ -472,9 +474,20 @@ class Consumer:
         older one, which then names a tag already settled: RabbitMQ closes the
         channel for that (PRECONDITION_FAILED, unknown delivery tag).
         """
-        async with self._ack_lock:
-            for tag, multiple in decide(*args):
-                await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+        frames: list[Frame] | None = None
+        if self._acking == 0:
+            # Nobody holds or waits for the lock: decide without it. Most
+            # deliveries decide no frame and are done; otherwise the lock is free
+            # and taken at once, so no later decision can be sent before this one.
+            frames = decide(*args)
+        if frames is None or frames:
+            self._acking += 1
+            try:
+                async with self._ack_lock:
+                    for tag, multiple in decide(*args) if frames is None else frames:
+                        await self._channel.basic_ack(tag, multiple=multiple, wait=False)
+            finally:
+                self._acking -= 1
         if self._ack_timer is None and self._acks.due:
             loop = asyncio.get_running_loop()
             self._ack_timer = loop.call_later(ACK_DELAY, self._flush_later)
