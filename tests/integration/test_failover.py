@@ -17,6 +17,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
 
+import contracts.fulfilment  # noqa: F401  (registers OrderPlaced for the ingress routes)
 from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher, order

@@ -17,6 +17,7 @@ from aiormq.abc import AbstractChannel
 from pamqp.common import FieldTable
 
 from topology import BrokerUnreachable
+from workers.runtime import frames
 from workers.runtime.nodes import NodeRing
 
 #: Errors that mean "the broker went away or is not there": reconnect, do not crash.
@@ -60,6 +61,7 @@ async def connect(url: str | NodeRing, *, name: str) -> AbstractConnection:
     Raises:
         BrokerUnreachable: no node answers, or one refused the login.
     """
+    frames.install()  # read frames in bulk (see workers.runtime.frames)
     ring = url if isinstance(url, NodeRing) else NodeRing(url)
     properties: FieldTable = {"connection_name": f"{name} ({socket.gethostname()}:{os.getpid()})"}
     reasons = []
