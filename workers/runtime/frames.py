@@ -38,6 +38,9 @@ _Original: Any = aiormq.connection.FrameReceiver
 class BufferedFrameReceiver(_Original):  # type: ignore[misc]
     """aiormq's FrameReceiver, reading the socket in bulk."""
 
+    reader: asyncio.StreamReader
+    started: bool
+
     def __init__(self, reader: asyncio.StreamReader):
         super().__init__(reader)
         self._buffer = bytearray()
@@ -113,5 +116,5 @@ def install() -> bool:
         return True
     if current is not _Original or not hasattr(current, "get_frame"):
         return False  # an aiormq this was not written against
-    aiormq.connection.FrameReceiver = BufferedFrameReceiver
+    aiormq.connection.FrameReceiver = BufferedFrameReceiver  # type: ignore[misc]
     return True
