@@ -13,11 +13,11 @@ import hashlib
 import hmac
 import ipaddress
 import os
-import time
 from collections.abc import Mapping, Sequence
 
 from topology.model import IngressAuth
 from workers import standard_webhooks
+from workers.signing import matches_any, timestamp_problem
 from workers.standard_webhooks import TOLERANCE_SECONDS
 
 
@@ -59,12 +59,7 @@ def check_bearer(authorization: str | None, secrets: Sequence[str]) -> None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("expected 'Authorization: Bearer <token>'")
-    given = token.strip().encode()
-    # Compare against every secret (no early exit), so timing says nothing.
-    matched = False
-    for secret in secrets:
-        matched |= hmac.compare_digest(given, secret.encode())
-    if not matched:
+    if not matches_any([token.strip().encode()], (secret.encode() for secret in secrets)):
         raise Unauthorized("invalid bearer token")
 
 
@@ -128,11 +123,11 @@ def verify_github(headers: Mapping[str, str], body: bytes, secrets: Sequence[str
         raise Unauthorized("missing X-Hub-Signature-256 header")
     if not given.startswith(GITHUB_PREFIX):
         raise Unauthorized("X-Hub-Signature-256 must start with 'sha256='")
-    matched = False
-    for secret in secrets:
-        expected = GITHUB_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-        matched |= hmac.compare_digest(given.encode(), expected.encode())
-    if not matched:
+    expected = (
+        (GITHUB_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()).encode()
+        for secret in secrets
+    )
+    if not matches_any([given.encode()], expected):
         raise Unauthorized("invalid X-Hub-Signature-256 signature")
     return headers.get("X-GitHub-Delivery") or None
 
@@ -169,19 +164,10 @@ def verify_stripe(
             given.append(value.encode())
     if timestamp is None or not given:
         raise Unauthorized("Stripe-Signature must hold t=<timestamp> and v1=<signature>")
-    try:
-        sent = int(timestamp)
-    except ValueError:
-        raise Unauthorized("the Stripe-Signature timestamp is not an integer") from None
-    current = time.time() if now is None else now
-    if abs(current - sent) > tolerance:
-        raise Unauthorized("the Stripe-Signature timestamp is too old or in the future")
-    matched = False
-    for secret in secrets:
-        expected = sign_stripe(secret, timestamp, body).encode()
-        for signature in given:
-            matched |= hmac.compare_digest(signature, expected)
-    if not matched:
+    problem = timestamp_problem(timestamp, now=now, tolerance=tolerance)
+    if problem is not None:
+        raise Unauthorized(f"the Stripe-Signature timestamp {problem}")
+    if not matches_any(given, (sign_stripe(s, timestamp, body).encode() for s in secrets)):
         raise Unauthorized("no valid v1 signature in Stripe-Signature")
 
 
