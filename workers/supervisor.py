@@ -109,6 +109,17 @@ class Supervisor:
             await process.wait()
 
 
+def fleet_command(
+    log_format: str, topology_file: str | None, url: str, *arguments: str
+) -> list[str]:
+    """A `fleet ... --url URL [--file FILE]` command line in this interpreter."""
+    command = [sys.executable, "-m", "workers.cli", "--log-format", log_format, *arguments]
+    command += ["--url", url]
+    if topology_file:
+        command += ["--file", topology_file]
+    return command
+
+
 def worker_command(
     name: str,
     topology_file: str | None,
@@ -117,58 +128,15 @@ def worker_command(
     metrics_port: int | None = None,
 ) -> list[str]:
     """The `fleet worker run` command line for one worker process."""
-    command = [
-        sys.executable,
-        "-m",
-        "workers.cli",
-        "--log-format",
-        log_format,
-        "worker",
-        "run",
-        name,
-        "--url",
-        url,
-    ]
-    if topology_file:
-        command += ["--file", topology_file]
-    if metrics_port is not None:
-        command += ["--metrics-port", str(metrics_port)]
-    return command
+    port = [] if metrics_port is None else ["--metrics-port", str(metrics_port)]
+    return fleet_command(log_format, topology_file, url, "worker", "run", name, *port)
 
 
 def webhooks_command(topology_file: str | None, url: str, log_format: str) -> list[str]:
     """The `fleet webhooks run` command line: every subscription in one process."""
-    command = [
-        sys.executable,
-        "-m",
-        "workers.cli",
-        "--log-format",
-        log_format,
-        "webhooks",
-        "run",
-        "--url",
-        url,
-    ]
-    if topology_file:
-        command += ["--file", topology_file]
-    return command
+    return fleet_command(log_format, topology_file, url, "webhooks", "run")
 
 
 def ingress_command(topology_file: str | None, url: str, log_format: str, port: int) -> list[str]:
     """The `fleet ingress run` command line, listening on 127.0.0.1:`port`."""
-    command = [
-        sys.executable,
-        "-m",
-        "workers.cli",
-        "--log-format",
-        log_format,
-        "ingress",
-        "run",
-        "--port",
-        str(port),
-        "--url",
-        url,
-    ]
-    if topology_file:
-        command += ["--file", topology_file]
-    return command
+    return fleet_command(log_format, topology_file, url, "ingress", "run", "--port", str(port))
