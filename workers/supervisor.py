@@ -128,8 +128,10 @@ def worker_command(
     metrics_port: int | None = None,
 ) -> list[str]:
     """The `fleet worker run` command line for one worker process."""
-    port = [] if metrics_port is None else ["--metrics-port", str(metrics_port)]
-    return fleet_command(log_format, topology_file, url, "worker", "run", name, *port)
+    command = fleet_command(log_format, topology_file, url, "worker", "run", name)
+    if metrics_port is not None:
+        command += ["--metrics-port", str(metrics_port)]
+    return command
 
 
 def webhooks_command(topology_file: str | None, url: str, log_format: str) -> list[str]:
