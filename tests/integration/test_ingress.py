@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import aio_pika
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
@@ -27,7 +26,7 @@ from workers.ingress.auth import sign_standard_webhooks, sign_stripe
 from workers.ingress.broker import BrokerLink
 from workers.ingress.routes import resolve_routes
 from workers.ingress.serve import assemble
-from workers.testing import collect, rabbitmqctl
+from workers.testing import collect, queue_depth, rabbitmqctl
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOPOLOGY = """
@@ -98,15 +97,9 @@ async def ingress(broker: Broker) -> AsyncIterator[Ingress]:
     await keeper
 
 
-async def depth(url: str, queue: str = "seen") -> int:
-    """Messages ready in `queue` now (a passive declare, no stats delay)."""
-    connection = await aio_pika.connect(url)
-    try:
-        channel = await connection.channel()
-        declared = await channel.declare_queue(queue, passive=True)
-        return declared.declaration_result.message_count or 0
-    finally:
-        await connection.close()
+async def depth(url: str) -> int:
+    """Messages ready in the routes' queue, `seen`, now."""
+    return await queue_depth(url, "seen")
 
 
 class TestAccepted:

@@ -23,13 +23,12 @@ from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, order
 from tests.integration.test_cli_ingress import free_port
-from tests.integration.test_ingress import depth
 from topology import load
 from topology.apply import apply
 from workers.ingress.routes import resolve_routes
 from workers.ingress.serve import assemble
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect
+from workers.testing import WorkerProcess, collect, queue_depth
 
 FLEET = [sys.executable, "-m", "workers.cli"]
 TOPOLOGY = """
@@ -203,7 +202,7 @@ async def test_a_load_run_loses_nothing(broker: Broker, fleet_file: Path, second
     finally:
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 20) == 0
-    queued = await depth(broker.amqp_url, "echo")
+    queued = await queue_depth(broker.amqp_url, "echo")
     accepted = statuses[202]
     print(
         f"\n[ingress-load] seconds={seconds:g} connections=32 accepted={accepted} "
@@ -232,4 +231,4 @@ async def test_two_replicas_sharing_a_database_publish_a_repeated_id_once(
             assert await asyncio.wait_for(process.wait(), 20) == 0
     assert [a.status_code for a in answers] == [202, 200]
     assert answers[1].json() == {"message_id": "order-o-twice", "duplicate": True}
-    assert await depth(broker.amqp_url, "echo") == 1
+    assert await queue_depth(broker.amqp_url, "echo") == 1
