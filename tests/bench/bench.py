@@ -39,10 +39,19 @@ class Bench:
         url: the AMQP URL of the run's vhost.
         queues: housekeeping connection to that vhost.
         log_dir: where the children's stderr goes.
+        profile_dir: where profiled children's stacks go (`--profile`).
     """
 
-    def __init__(self, config: Config, url: str, queues: Queues, log_dir: Path):
+    def __init__(
+        self,
+        config: Config,
+        url: str,
+        queues: Queues,
+        log_dir: Path,
+        profile_dir: Path | None = None,
+    ):
         self.config = config
+        self.profile_dir = profile_dir
         self.url = url
         self.queues = queues
         self.log_dir = log_dir
@@ -64,8 +73,12 @@ class Bench:
 
     async def spawn(self, job: Job) -> Child:
         """Start a contender process (it sets up, then waits for `go`)."""
-        log = self.log_dir / f"{job.contender}-{job.role}-{job.tag}.log"
-        child = Child(job, log)
+        name = f"{job.contender}-{job.role}-{job.tag}"
+        profile = None
+        if self.profile_dir is not None and job.contender in self.config.profile:
+            self.profile_dir.mkdir(parents=True, exist_ok=True)
+            profile = self.profile_dir / f"{name}.txt"
+        child = Child(job, self.log_dir / f"{name}.log", profile)
         await child.start()
         return child
 

@@ -26,6 +26,7 @@ from tests.bench.broker import BROKER_ERRORS, Management, Queues, vhost_url
 from tests.bench.config import Config
 from tests.bench.layout import bench_topology
 from tests.bench.machine import describe, load
+from tests.bench.process import has_py_spy
 from tests.bench.report import render, write_json
 from tests.bench.results import Series, Skip, Skipped
 from tests.bench.scenarios import ON_DEMAND, SCENARIOS
@@ -76,6 +77,13 @@ def parse(argv: list[str]) -> Config:
     parser.add_argument(
         "--cluster-management-url", help="its management API (default: node 1's port + 10000)"
     )
+    parser.add_argument(
+        "--profile",
+        type=_names,
+        default=frozenset(),
+        help="sample these contenders (comma-separated, e.g. fleet) with py-spy; collapsed "
+        "stacks go to <results>-profiles/ (py-spy: `uv pip install py-spy`)",
+    )
     args = parser.parse_args(argv)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Config(
@@ -90,6 +98,7 @@ def parse(argv: list[str]) -> Config:
         extras=not args.quick,
         cluster_url=args.cluster_url,
         cluster_management_url=args.cluster_management_url,
+        profile=args.profile,
     )
 
 
@@ -109,6 +118,9 @@ async def run(config: Config) -> int:
     skipped: list[Skipped] = []
     logs = config.json_path.with_suffix("").with_name(config.json_path.stem + "-logs")
     logs.mkdir(parents=True, exist_ok=True)
+    if config.profile and not has_py_spy():
+        print("bench: --profile needs py-spy (`uv pip install py-spy`)", file=sys.stderr)
+        return 2
     with Management(config.management_url) as management:
         try:
             machine = describe(management.overview())
@@ -139,6 +151,9 @@ async def run(config: Config) -> int:
         seconds=time.monotonic() - clock,
     )
     print(f"\nresults: {config.json_path}")
+    if config.profile:
+        profiles = config.json_path.with_suffix("").with_name(config.json_path.stem + "-profiles")
+        print(f"profiles: {profiles} (python -m tests.bench.stacks {profiles}/*.txt)")
     failed = any(s.failures for s in series)
     if failed:
         print(f"child logs: {logs}")
@@ -155,7 +170,8 @@ async def _scenarios_on(
     url = vhost_url(config.amqp_url, vhost)
     await apply(bench_topology(), url, management_url=config.management_url)
     queues = await Queues.open(url)
-    bench = Bench(config, url, queues, logs)
+    profiles = config.json_path.with_suffix("").with_name(config.json_path.stem + "-profiles")
+    bench = Bench(config, url, queues, logs, profiles if config.profile else None)
     names = ", ".join(config.scenarios)
     bench.progress(f"vhost {vhost}; {config.rounds} rounds; scenarios {names}")
     series: list[Series] = []
@@ -184,6 +200,10 @@ def _positive(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def _names(text: str) -> frozenset[str]:
+    return frozenset(n.strip() for n in text.split(",") if n.strip())
 
 
 def _scenarios(text: str) -> tuple[str, ...]:

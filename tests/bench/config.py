@@ -69,6 +69,8 @@ class Config:
         extras: run the informational contenders too (aio-pika on uvloop); not in --quick.
         cluster_url: the nodes of a cluster for the scale scenario (comma-separated), if any.
         cluster_management_url: that cluster's management API (default: node 1's port + 10000).
+        profile: contenders whose processes py-spy samples (collapsed stacks in the
+            run's profile directory).
     """
 
     sizes: Sizes
@@ -82,3 +84,4 @@ class Config:
     extras: bool = True
     cluster_url: str | None = None
     cluster_management_url: str | None = None
+    profile: frozenset[str] = frozenset()

@@ -1,13 +1,15 @@
 """The parent side of a contender process: start it, hand-shake, read its Outcome.
 
 The child's stderr goes to a log file; when a child fails, its last lines are
-in the error. `RssSampler` watches a child's resident set with psutil.
+in the error. `RssSampler` watches a child's resident set with psutil; with a
+profile path, py-spy samples the child from start to exit (collapsed stacks).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,6 +19,16 @@ from tests.bench.protocol import CONSUMING, GO, READY, RESULT, Job, Outcome, dec
 from tests.bench.protocol import encode_job as _encode_job
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def py_spy() -> str:
+    """The py-spy executable: beside this interpreter (uv pip install py-spy), or on PATH."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return str(beside) if beside.exists() else (shutil.which("py-spy") or "py-spy")
+
+
+def has_py_spy() -> bool:
+    return Path(py_spy()).exists() or shutil.which(py_spy()) is not None
 
 
 class ChildFailed(Exception):
@@ -29,12 +41,15 @@ class Child:
     Args:
         job: what it runs.
         log: where its stderr goes.
+        profile: where py-spy writes the child's collapsed stacks; None: no profile.
     """
 
-    def __init__(self, job: Job, log: Path):
+    def __init__(self, job: Job, log: Path, profile: Path | None = None):
         self.job = job
         self.log = log
+        self.profile = profile
         self._process: asyncio.subprocess.Process | None = None
+        self._profiler: asyncio.subprocess.Process | None = None
 
     @property
     def pid(self) -> int:
@@ -52,6 +67,22 @@ class Child:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
+            )
+        if self.profile is not None:
+            self._profiler = await asyncio.create_subprocess_exec(
+                py_spy(),
+                "record",
+                "--pid",
+                str(self._process.pid),
+                "--nonblocking",  # sampling must not slow the contender down
+                "--rate",
+                "1000",
+                "--format",
+                "raw",
+                "--output",
+                str(self.profile),
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL,
             )
 
     async def ready(self, seconds: float = 60.0) -> None:
@@ -90,6 +121,13 @@ class Child:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
         await process.wait()
+        if self._profiler is not None:
+            # py-spy writes its file once the process it samples is gone.
+            try:
+                await asyncio.wait_for(self._profiler.wait(), 30)
+            except TimeoutError:
+                self._profiler.kill()
+                await self._profiler.wait()
 
     async def _expect(self, wanted: str, seconds: float) -> None:
         line = await self._line(seconds)
