@@ -200,9 +200,9 @@ def _validation_problem(prefix: str, spec: type, message: str) -> Problem:
     detail = detail[:1].lower() + detail[1:]
     target = _resolve(spec, inner)
     if detail.startswith("invalid enum value") and target is not None:
-        choices = get_args(target) if get_origin(target) is Literal else ()
+        choices = _choices(target)
         if choices:
-            detail += f" (valid: {', '.join(map(str, choices))})"
+            detail += f" (valid: {', '.join(choices)})"
     elif (
         detail.startswith("object contains unknown field")
         and isinstance(target, type)
@@ -210,6 +210,22 @@ def _validation_problem(prefix: str, spec: type, message: str) -> Problem:
     ):
         detail += f" (valid: {', '.join(target.__struct_fields__)})"
     return Problem(path, detail)
+
+
+def _choices(target: Any) -> list[str]:
+    """The values a Literal allows; for a union, those of its Literals and its numbers."""
+    if get_origin(target) is Literal:
+        return [str(choice) for choice in get_args(target)]
+    if get_origin(target) not in (typing.Union, types.UnionType):
+        return []
+    choices: list[str] = []
+    for member in get_args(target):
+        member = _strip(member)
+        if member is int:
+            choices.append("a whole number")
+        else:
+            choices += _choices(member)
+    return choices
 
 
 def _resolve(spec: Any, path: str) -> Any:

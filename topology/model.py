@@ -112,9 +112,11 @@ class WorkerSpec(_Spec, frozen=True):
     # (PostgreSQL inbox); a redelivery older than this is processed again.
     inbox_retention: Duration = Duration(7 * 86_400_000)
     # Deliveries that arrive together share one inbox transaction, up to this
-    # many (1: a transaction each). For quick handlers: within a batch, handlers
-    # using ctx.db run one at a time, and the batch commits with its slowest.
-    commit_batch: Positive = 1
+    # many (1: a transaction each). Within a batch, handlers using ctx.db run
+    # one at a time and the batch commits with its slowest, so `auto` batches
+    # (up to 64) only the deliveries of handlers that have not written through
+    # ctx.db; once one does, its deliveries get a transaction each.
+    commit_batch: Positive | Literal["auto"] = "auto"
 
 
 #: The ingress's default body limit: 1 MiB.

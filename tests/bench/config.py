@@ -36,7 +36,7 @@ DEFAULT = Sizes(
     latency_seconds=4.0,
     publish=15_000,
     rss_idle_seconds=1.0,
-    inbox=6_000,
+    inbox=10_000,
 )
 # Starting a fleet or FastStream process costs ~0.8 s of imports (overlapped
 # with the pre-fill, but still longer), so --quick keeps every measurement short.

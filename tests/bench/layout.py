@@ -56,6 +56,13 @@ workers:
     prefetch: {PREFETCH}
     concurrency: {CONCURRENCY}
     commit_batch: {COMMIT_BATCH}
+  # And with a transaction per delivery.
+  drain_alone:
+    module: {MODULE}
+    queue: {DRAIN}
+    prefetch: {PREFETCH}
+    concurrency: {CONCURRENCY}
+    commit_batch: 1
   saga:
     module: {MODULE}
     queue: {DRAIN}

@@ -4,6 +4,7 @@ the stored follow-ons, crash counting and retention."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -28,9 +29,10 @@ def outgoing(message_id: str) -> Outgoing:
     )
 
 
-@pytest.fixture(params=[1, 16], ids=["alone", "group-commit"])
+@pytest.fixture(params=[1, 16, "auto"], ids=["alone", "group-commit", "auto"])
 async def inbox(database: str, request: pytest.FixtureRequest):
-    """Every test runs with a transaction per claim and with grouped commits."""
+    """Every test runs with a transaction per claim, with grouped commits, and with
+    `auto` (grouped until a handler writes)."""
     inbox = PostgresInbox(
         database,
         worker="w",
@@ -235,6 +237,70 @@ class TestGroupCommit:
         assert results[1] is None
         rows = await grouped.pool.fetch("SELECT id FROM effects")
         assert [r["id"] for r in rows] == ["g-1"]
+
+
+def note(event_type: str, message_id: str) -> EventNote:
+    return EventNote("saga", message_id, None, event_type, "w", "processed", [])
+
+
+class TestAutoCommit:
+    """`commit_batch: auto`: handlers that do not write share batches; a handler
+    that writes through ctx.db gets a transaction per delivery from then on."""
+
+    tags = itertools.count()
+
+    @pytest.fixture
+    async def auto(self, database: str):
+        inbox = PostgresInbox(database, worker="w", pool_size=4)
+        assert inbox.commit_batch == "auto"  # the default
+        await inbox.start()
+        await inbox.pool.execute("CREATE TABLE effects (id text PRIMARY KEY)")
+        yield inbox
+        await inbox.close()
+
+    async def shares_a_batch_with_a_slow_dedupe_only_handler(
+        self, auto: PostgresInbox, event_type: str, *, write: bool
+    ) -> bool:
+        """Whether a claim of `event_type` made together with a slow claim of a
+        handler that never writes has to wait for that one to finish."""
+        inside, release, left = asyncio.Event(), asyncio.Event(), asyncio.Event()
+        tag = f"{event_type}-{next(self.tags)}"
+
+        async def quick() -> None:
+            async with auto.claim("w", f"quick-{tag}", note(event_type, f"quick-{tag}")) as claim:
+                if write:
+                    await claim.db.execute("INSERT INTO effects VALUES ($1)", f"quick-{tag}")
+            left.set()
+
+        async def slow() -> None:
+            async with auto.claim("w", f"slow-{tag}", note("Quiet", f"slow-{tag}")):
+                inside.set()
+                await release.wait()
+
+        both = asyncio.gather(quick(), slow())
+        await inside.wait()
+        await asyncio.sleep(0.3)
+        waited = not left.is_set()
+        release.set()
+        await both
+        assert left.is_set()
+        return waited
+
+    async def test_handlers_that_do_not_write_share_a_transaction(self, auto) -> None:
+        assert await self.shares_a_batch_with_a_slow_dedupe_only_handler(auto, "Quiet", write=False)
+
+    async def test_a_handler_that_wrote_gets_a_transaction_per_delivery(self, auto) -> None:
+        # Its first write happens inside a batch (and commits with it)...
+        assert await self.shares_a_batch_with_a_slow_dedupe_only_handler(auto, "Writer", write=True)
+        # ...after which its deliveries commit on their own, whoever else is running.
+        for _ in range(2):
+            assert not await self.shares_a_batch_with_a_slow_dedupe_only_handler(
+                auto, "Writer", write=True
+            )
+        rows = await auto.pool.fetch("SELECT id FROM effects ORDER BY id")
+        assert len(rows) == 3
+        # Other event types keep sharing batches.
+        assert await self.shares_a_batch_with_a_slow_dedupe_only_handler(auto, "Other", write=False)
 
 
 class TestMemoryInbox:

@@ -266,6 +266,20 @@ class TestBrokenTopology:
         # When / Then
         assert problems_of(text) == ["workers.a.prefetch: expected 'int' >= 1"]
 
+    def test_commit_batch_is_auto_a_count_or_refused_with_the_choices(self) -> None:
+        """The inbox's grouping: `auto` unless set, a count of 1 or more, nothing else."""
+        worker = (
+            "queues:\n  a: {bind: [{exchange: orders}]}\nworkers:\n  a: {module: m, queue: a%s}\n"
+        )
+        assert loads(EXCHANGES + worker % "").workers["a"].commit_batch == "auto"
+        assert loads(EXCHANGES + worker % ", commit_batch: 32").workers["a"].commit_batch == 32
+        assert problems_of(EXCHANGES + worker % ", commit_batch: fast") == [
+            "workers.a.commit_batch: invalid enum value 'fast' (valid: a whole number, auto)"
+        ]
+        assert problems_of(EXCHANGES + worker % ", commit_batch: 0") == [
+            "workers.a.commit_batch: expected 'int' >= 1"
+        ]
+
     def test_a_delivery_limit_on_a_stream_is_refused(self) -> None:
         """Streams never redeliver, so a delivery limit there is a mistake."""
         # Given

@@ -17,9 +17,10 @@ its claim is withdrawn, so a retry claims the message again.
 
 The price: handlers that use ctx.db run one at a time within a batch (each
 holds the connection from its first query to its return), and a batch
-commits when its slowest member finishes. Meant for workers whose handlers are
-quick (`commit_batch` in the topology); slow or I/O-bound handlers keep the
-default, one transaction per delivery.
+commits when its slowest member finishes. So with `commit_batch: auto` (the
+default) a handler's deliveries are batched only until it first writes
+through ctx.db (`on_write`); from then on the inbox gives them a transaction
+each. `commit_batch: N` batches every delivery, for quick handlers that write.
 """
 
 from __future__ import annotations
@@ -77,11 +78,21 @@ class GroupCommit:
         pool: the inbox's connection pool.
         max_batch: claims per batch; a full batch stops taking members.
         open_batches: batches running at once.
+        on_write: called with the event type of a member whose handler wrote
+            through ctx.db (once per member).
     """
 
-    def __init__(self, pool: asyncpg.Pool, *, max_batch: int, open_batches: int = 2):
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        max_batch: int,
+        open_batches: int = 2,
+        on_write: Callable[[str], None] | None = None,
+    ):
         self._pool = pool
         self.max_batch = max_batch
+        self._on_write = on_write
         self._running = asyncio.Semaphore(open_batches)
         self._forming: _Batch | None = None
 
@@ -89,7 +100,9 @@ class GroupCommit:
         """Join the batch being formed (or start one); enter the result to wait for the claim."""
         batch = self._forming
         if batch is None or batch.worker != worker:
-            batch = self._forming = _Batch(self._pool, worker, self._closed, self._running)
+            batch = self._forming = _Batch(
+                self._pool, worker, self._closed, self._running, self._on_write
+            )
         member = batch.join(message_id, note)
         if len(batch.members) >= self.max_batch:
             self._closed(batch)
@@ -111,8 +124,10 @@ class _Batch:
         worker: str,
         closed: Callable[[_Batch], None],
         running: asyncio.Semaphore,
+        on_write: Callable[[str], None] | None,
     ):
         self.pool = pool
+        self.on_write = on_write
         self._running = running
         self.worker = worker
         self.members: list[_Member] = []
@@ -237,7 +252,7 @@ class _Member(Claim):
             self._batch.finished()
             raise
         if not self.duplicate:
-            self.db = _SharedConnection(self._batch)
+            self.db = _SharedConnection(self._batch, self.note.type if self.note else None)
         return self
 
     async def __aexit__(self, exc_type: object, exc: object, tb: object) -> None:
@@ -276,8 +291,9 @@ class _SharedConnection:
     """The batch's connection as one handler sees it: its first query takes the
     connection and opens a savepoint; `leave` releases or rolls back to it."""
 
-    def __init__(self, batch: _Batch):
+    def __init__(self, batch: _Batch, event_type: str | None):
         self._batch = batch
+        self._event_type = event_type
         self._savepoint: str | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -295,9 +311,12 @@ class _SharedConnection:
 
     async def _enter(self) -> None:
         if self._savepoint is None:
-            await self._batch.lock.acquire()
-            self._savepoint = self._batch.savepoint()
-            await self._batch.conn.execute(f"SAVEPOINT {self._savepoint}")
+            batch = self._batch
+            if batch.on_write is not None and self._event_type is not None:
+                batch.on_write(self._event_type)
+            await batch.lock.acquire()
+            self._savepoint = batch.savepoint()
+            await batch.conn.execute(f"SAVEPOINT {self._savepoint}")
 
     async def leave(self, *, failed: bool) -> None:
         savepoint, self._savepoint = self._savepoint, None

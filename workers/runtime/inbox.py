@@ -28,7 +28,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, Protocol
 
 import structlog
 
@@ -121,6 +121,9 @@ DELETE FROM fleet_inbox WHERE ctid = ANY(ARRAY(
 
 
 _NOTHING: list[Outgoing] = []
+
+#: Claims per batch with `commit_batch: auto`.
+AUTO_BATCH = 64
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -257,7 +260,11 @@ class PostgresInbox:
         pool_size: connections (one per concurrently running handler).
         prune_every: how often old rows are deleted.
         commit_batch: above 1, deliveries that arrive together share one
-            transaction of up to this many claims (see `group_commit`).
+            transaction of up to this many claims (see `group_commit`); 1, a
+            transaction each; "auto", batches of up to `AUTO_BATCH` for the
+            event types whose handlers have not yet written through ctx.db, a
+            transaction each for the others (handlers are told apart by the
+            event type in the claim's note).
     """
 
     def __init__(
@@ -268,7 +275,7 @@ class PostgresInbox:
         retention: timedelta = timedelta(days=7),
         pool_size: int = 10,
         prune_every: timedelta = timedelta(minutes=10),
-        commit_batch: int = 1,
+        commit_batch: int | Literal["auto"] = "auto",
     ):
         self.dsn = dsn
         self.worker = worker
@@ -277,6 +284,8 @@ class PostgresInbox:
         self.prune_every = prune_every
         self.commit_batch = commit_batch
         self._group: GroupCommit | None = None
+        #: Event types whose handlers wrote through ctx.db ("auto": claimed alone).
+        self._writers: set[str] = set()
         self._pool: asyncpg.Pool | None = None
         self._pruner: asyncio.Task[None] | None = None
 
@@ -303,7 +312,11 @@ class PostgresInbox:
                     # Workers starting together must not race on CREATE TABLE.
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleet_inbox'))")
                     await conn.execute(SCHEMA)
-        if self.commit_batch > 1:
+        if self.commit_batch == "auto":
+            from workers.runtime.group_commit import GroupCommit
+
+            self._group = GroupCommit(self._pool, max_batch=AUTO_BATCH, on_write=self._wrote)
+        elif self.commit_batch > 1:
             from workers.runtime.group_commit import GroupCommit
 
             self._group = GroupCommit(self._pool, max_batch=self.commit_batch)
@@ -320,9 +333,17 @@ class PostgresInbox:
     def claim(
         self, worker: str, message_id: str, note: EventNote | None = None
     ) -> AbstractAsyncContextManager[Claim]:
-        if self._group is not None:
-            return self._group.claim(worker, message_id, note)
-        return self._claim_alone(worker, message_id, note)
+        group = self._group
+        if group is None or (note is not None and note.type in self._writers):
+            return self._claim_alone(worker, message_id, note)
+        return group.claim(worker, message_id, note)
+
+    def _wrote(self, event_type: str) -> None:
+        """A batched handler wrote through ctx.db: its next deliveries get their own
+        transactions, so it does not hold a batch's connection while others wait."""
+        if event_type not in self._writers:
+            self._writers.add(event_type)
+            log.info("inbox.own_transactions", worker=self.worker, type=event_type)
 
     @contextlib.asynccontextmanager
     async def _claim_alone(

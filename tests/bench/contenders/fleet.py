@@ -35,6 +35,7 @@ from workers.runtime.shutdown import Shutdown
 WORKERS = {
     "drain": "drain",
     "drain-grouped": "drain_grouped",
+    "drain-alone": "drain_alone",
     "saga": "saga",
     "latency": "latency",
 }

@@ -19,6 +19,7 @@ PROBE = Probe(0)
 
 drain = Worker("drain")
 drain_grouped = Worker("drain_grouped")  # the same handler, with the inbox's group commit
+drain_alone = Worker("drain_alone")  # and with a transaction per delivery
 saga = Worker("saga")
 latency = Worker("latency")
 
@@ -29,6 +30,7 @@ async def do_nothing(event: OrderPlaced, ctx: Context) -> None:
 
 
 drain_grouped.handles(OrderPlaced)(do_nothing)
+drain_alone.handles(OrderPlaced)(do_nothing)
 
 
 @saga.handles(OrderPlaced)

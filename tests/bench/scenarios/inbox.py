@@ -1,12 +1,13 @@
 """f. drain with fleet's PostgreSQL inbox (dedupe) on vs off: what deduplication costs.
 
 The same drain as scenario a, fleet only: "inbox off" is the worker with no
-database (the runtime's default inbox), "inbox on" gives it a database, so
-every delivery claims a row in PostgreSQL before its handler runs, in a
-transaction of its own; "inbox on, grouped" is the same worker with
-`commit_batch: 64`, so deliveries arriving together share one transaction. The run
-creates a scratch database for it and drops it afterwards. Skipped, with the
-reason, when the runtime has no PostgreSQL inbox or PostgreSQL is unreachable.
+database (the runtime's default, in-memory inbox); "inbox on" gives it a
+database with the inbox's defaults (`commit_batch: auto`: the handler never
+writes through ctx.db, so its claims share transactions); "inbox on, per
+delivery" is `commit_batch: 1`, every delivery in a transaction of its own;
+"inbox on, grouped" is `commit_batch: 64`. The run creates a scratch database
+for it and drops it afterwards. Skipped, with the reason, when the runtime has
+no PostgreSQL inbox or PostgreSQL is unreachable.
 """
 
 from __future__ import annotations
@@ -26,7 +27,10 @@ from tests.bench.scenarios.throughput import drain_rounds
 NAME = "inbox drain"
 OFF = Entrant("fleet inbox off", "fleet", "uvloop")
 ON = Entrant("fleet inbox on", "fleet", "uvloop")
+ALONE = Entrant("fleet inbox on, per delivery", "fleet", "uvloop")
 GROUPED = Entrant("fleet inbox on, grouped", "fleet", "uvloop")
+
+ROLES = {ALONE.label: "drain-alone", GROUPED.label: "drain-grouped"}
 
 
 async def run(bench: Bench) -> list[Series]:
@@ -39,7 +43,7 @@ async def run(bench: Bench) -> list[Series]:
 
         def job(entrant: Entrant, tag: str) -> Job:
             return entrant.job(
-                role="drain-grouped" if entrant is GROUPED else "drain",
+                role=ROLES.get(entrant.label, "drain"),
                 url=bench.url,
                 queue=layout.DRAIN,
                 expected=bench.config.sizes.inbox,
@@ -48,7 +52,7 @@ async def run(bench: Bench) -> list[Series]:
                 database_url=None if entrant is OFF else database_url,
             )
 
-        return await drain_rounds(bench, NAME, (OFF, ON, GROUPED), job, baseline=OFF.label)
+        return await drain_rounds(bench, NAME, (OFF, ON, ALONE, GROUPED), job, baseline=OFF.label)
 
 
 @contextlib.asynccontextmanager
