@@ -220,6 +220,35 @@ class TestGroupCommit:
         assert await grouped.pool.fetchval("SELECT count(*) FROM fleet_inbox") == 11
         assert await grouped.pool.fetchval("SELECT count(*) FROM effects") == 1
 
+    async def test_a_batch_that_cannot_begin_fails_alone_and_the_next_one_recovers(
+        self, grouped, database: str
+    ) -> None:
+        """While PostgreSQL refuses the inbox (its connection killed, new ones not
+        allowed), a batch fails its members (their deliveries are retried); once
+        it accepts again, the next deliveries form a new batch on a new connection."""
+        async with grouped.claim("w", "before"):
+            pass
+        server, name = database.rsplit("/", 1)
+        admin = await asyncpg.connect(f"{server}/postgres")
+        try:
+            await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", name
+            )
+            # asyncpg's error depends on when it notices: at BEGIN, or at reconnecting.
+            with pytest.raises(Exception):  # noqa: B017, PT011
+                async with grouped.claim("w", "lost"):
+                    pass
+            await admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+        finally:
+            await admin.close()
+        async with grouped.claim("w", "after") as claim:
+            assert not claim.duplicate
+        async with grouped.claim("w", "lost") as retried:
+            assert not retried.duplicate
+        marks = await grouped.pool.fetch("SELECT message_id FROM fleet_inbox ORDER BY 1")
+        assert [r["message_id"] for r in marks] == ["after", "before", "lost"]
+
     async def test_a_failed_statement_rolls_back_to_the_handlers_savepoint(self, grouped) -> None:
         """A handler whose query fails does not poison the batch's transaction."""
 

@@ -137,6 +137,10 @@ class _Batch:
         loop = asyncio.get_running_loop()
         self.claimed: asyncio.Future[None] = loop.create_future()
         self.committed: asyncio.Future[None] = loop.create_future()
+        for future in (self.claimed, self.committed):
+            # Members that failed at the claim never await `committed`: read the
+            # exception here so asyncio does not report it as never retrieved.
+            future.add_done_callback(_retrieve)
         self._done = 0
         self._all_done = asyncio.Event()
         self._closed = closed
@@ -155,10 +159,10 @@ class _Batch:
 
     async def _run(self) -> None:
         # At least one turn of the loop, and as long as other batches are
-        # running: every delivery arriving meanwhile joins.
+        # running, and until its claim is sent: every delivery arriving
+        # meanwhile (while a connection is taken and BEGIN answered) joins.
         await asyncio.sleep(0)
         async with self._running:
-            self._closed(self)
             await self._commit()
 
     async def _commit(self) -> None:
@@ -166,12 +170,14 @@ class _Batch:
             async with self.pool.acquire() as conn:
                 self.conn = conn
                 async with conn.transaction():
+                    self._closed(self)
                     await self._claim(conn)
                     self.claimed.set_result(None)
                     await self._all_done.wait()
                     await self._settle(conn)
             self.committed.set_result(None)
         except BaseException as exc:
+            self._closed(self)  # no later delivery may join a batch that failed
             for future in (self.claimed, self.committed):
                 if not future.done():
                     future.set_exception(exc)
@@ -228,6 +234,11 @@ class _Batch:
 
     def savepoint(self) -> str:
         return f"fleet_claim_{next(self._savepoints)}"
+
+
+def _retrieve(future: asyncio.Future[None]) -> None:
+    if not future.cancelled():
+        future.exception()
 
 
 class _Member(Claim):
