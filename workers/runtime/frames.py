@@ -6,8 +6,9 @@ consumer spent more time getting bytes off the stream than decoding them (a
 py-spy profile of the drain benchmark put the receiver at 40% of the worker's
 CPU, pamqp's decoding at 26% of it). `BufferedFrameReceiver` reads whatever
 the socket holds (up to `READ_SIZE`) and cuts every complete frame out of that
-buffer, awaiting only when no complete frame is left. Each frame is still
-decoded by pamqp, and errors map to the same aiormq exceptions.
+buffer, awaiting only when no complete frame is left. A delivery's frames are
+decoded by `decoding.decode_frame`, every other frame by pamqp, and errors map
+to the same aiormq exceptions.
 
 `install()` makes aiormq use it for every connection this process opens
 (aiormq looks the class up when it connects). It checks the aiormq it is
@@ -21,9 +22,10 @@ import struct
 from typing import Any
 
 import aiormq.connection
-import pamqp.frame
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 from pamqp.exceptions import PAMQPException
+
+from workers.runtime.decoding import decode_frame
 
 #: Bytes asked of the socket per read: many deliveries' worth.
 READ_SIZE = 256 * 1024
@@ -51,9 +53,9 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
             data = self._cut()
             if data is not None:
                 try:
-                    return pamqp.frame.unmarshal(data)
-                except PAMQPException as e:
-                    raise InvalidFrameError(str(e)) from e
+                    return decode_frame(data)
+                except (PAMQPException, ValueError, struct.error, IndexError) as e:
+                    raise InvalidFrameError(f"{type(e).__name__}: {e}") from e
             await self._fill()
 
     def _cut(self) -> bytes | None:
