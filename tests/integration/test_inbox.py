@@ -39,6 +39,7 @@ async def inbox(database: str, request: pytest.FixtureRequest):
         retention=timedelta(days=1),
         pool_size=4,
         commit_batch=request.param,
+        prune_every=None,  # tests prune when they mean to, never in the background
     )
     await inbox.start()
     async with inbox.pool.acquire() as conn:

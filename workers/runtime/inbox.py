@@ -258,7 +258,8 @@ class PostgresInbox:
         retention: how long a processed id is remembered; a redelivery older
             than this is processed again.
         pool_size: connections (one per concurrently running handler).
-        prune_every: how often old rows are deleted.
+        prune_every: how often old rows are deleted (first at start); None: only
+            when `prune` is called.
         commit_batch: above 1, deliveries that arrive together share one
             transaction of up to this many claims (see `group_commit`); 1, a
             transaction each; "auto", batches of up to `AUTO_BATCH` for the
@@ -274,7 +275,7 @@ class PostgresInbox:
         worker: str,
         retention: timedelta = timedelta(days=7),
         pool_size: int = 10,
-        prune_every: timedelta = timedelta(minutes=10),
+        prune_every: timedelta | None = timedelta(minutes=10),
         commit_batch: int | Literal["auto"] = "auto",
     ):
         self.dsn = dsn
@@ -320,7 +321,8 @@ class PostgresInbox:
             from workers.runtime.group_commit import GroupCommit
 
             self._group = GroupCommit(self._pool, max_batch=self.commit_batch)
-        self._pruner = asyncio.create_task(self._prune_periodically())
+        if self.prune_every is not None:
+            self._pruner = asyncio.create_task(self._prune_periodically(self.prune_every))
 
     async def close(self) -> None:
         if self._pruner is not None:
@@ -392,7 +394,7 @@ class PostgresInbox:
                 await self.pool.execute(_PRUNE_EVENTS, self.retention)
                 return total
 
-    async def _prune_periodically(self) -> None:
+    async def _prune_periodically(self, every: timedelta) -> None:
         while True:
             try:
                 deleted = await self.prune()
@@ -400,4 +402,4 @@ class PostgresInbox:
                     log.info("inbox.pruned", worker=self.worker, deleted=deleted)
             except Exception as exc:  # a failed prune must not stop the worker
                 log.warning("inbox.prune_failed", worker=self.worker, error=str(exc))
-            await asyncio.sleep(self.prune_every.total_seconds())
+            await asyncio.sleep(every.total_seconds())

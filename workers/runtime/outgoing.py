@@ -38,9 +38,9 @@ class Outgoing(msgspec.Struct, frozen=True, array_like=True):
     # W3C trace context (traceparent, tracestate) of the span that caused it.
     trace: dict[str, str] | None = None
 
-    def properties(self) -> Basic.Properties:
-        """fleet's wire format: JSON, persistent, type, ids and the version header
-        (plus the publish time in ms and the trace context, for observability)."""
+    def headers(self) -> dict[str, object]:
+        """The version header, the causation id, the publish time in ms and the
+        trace context."""
         headers: dict[str, object] = {
             h.VERSION: self.version,
             h.TIMESTAMP_MS: int(self.timestamp.timestamp() * 1000),
@@ -49,6 +49,11 @@ class Outgoing(msgspec.Struct, frozen=True, array_like=True):
             headers[h.CAUSATION_ID] = self.causation_id
         if self.trace:
             headers.update(self.trace)
+        return headers
+
+    def properties(self) -> Basic.Properties:
+        """fleet's wire format: JSON, persistent, type, ids and `headers()`."""
+        headers = self.headers()
         return Basic.Properties(
             content_type=JSON,
             delivery_mode=PERSISTENT,

@@ -20,7 +20,6 @@ from pamqp import encode as pamqp_encode
 from pamqp.commands import Basic
 from pamqp.header import ContentHeader
 
-from workers.runtime import headers as h
 from workers.runtime.outgoing import JSON, PERSISTENT, Outgoing
 
 _FRAME_HEADER = struct.Struct(">BHI")
@@ -65,7 +64,7 @@ def publish_frames(message: Outgoing, channel: int, max_body_frame: int) -> byte
         )
     )
     flags = _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE
-    parts = [b"", _JSON, field_table(_headers(message)), _PERSISTENT]
+    parts = [b"", _JSON, field_table(message.headers()), _PERSISTENT]
     flags |= _CORRELATION_ID
     parts.append(_short_string(message.correlation_id))
     flags |= _MESSAGE_ID | _TIMESTAMP | _TYPE
@@ -116,18 +115,6 @@ def _frames(channel: int, method: bytes, header: bytes, body: bytes, max_body_fr
         chunk = body[start : start + max_body_frame]
         pieces += (_FRAME_HEADER.pack(_BODY, channel, len(chunk)), chunk, _FRAME_END)
     return b"".join(pieces)
-
-
-def _headers(message: Outgoing) -> dict[str, object]:
-    headers: dict[str, object] = {
-        h.VERSION: message.version,
-        h.TIMESTAMP_MS: int(message.timestamp.timestamp() * 1000),
-    }
-    if message.causation_id is not None:
-        headers[h.CAUSATION_ID] = message.causation_id
-    if message.trace:
-        headers.update(message.trace)
-    return headers
 
 
 def field_table(values: dict[str, object]) -> bytes:
