@@ -134,13 +134,8 @@ class _Batch:
         self.conn: Any = None
         #: Held by a handler from its first query until it returns.
         self.lock = asyncio.Lock()
-        loop = asyncio.get_running_loop()
-        self.claimed: asyncio.Future[None] = loop.create_future()
-        self.committed: asyncio.Future[None] = loop.create_future()
-        for future in (self.claimed, self.committed):
-            # Members that failed at the claim never await `committed`: read the
-            # exception here so asyncio does not report it as never retrieved.
-            future.add_done_callback(_retrieve)
+        self.claimed = _Signal()
+        self.committed = _Signal()
         self._done = 0
         self._all_done = asyncio.Event()
         self._closed = closed
@@ -172,16 +167,15 @@ class _Batch:
                 async with conn.transaction():
                     self._closed(self)
                     await self._claim(conn)
-                    self.claimed.set_result(None)
+                    self.claimed.set()
                     await self._all_done.wait()
                     await self._settle(conn)
-            self.committed.set_result(None)
+            self.committed.set()
         except BaseException as exc:
             self._closed(self)  # no later delivery may join a batch that failed
-            for future in (self.claimed, self.committed):
-                if not future.done():
-                    future.set_exception(exc)
-            # Members read the exception from the futures; nobody awaits this task.
+            for signal in (self.claimed, self.committed):
+                signal.set(exc)
+            # Members read the exception from the signals; nobody awaits this task.
             if not isinstance(exc, Exception):
                 raise
 
@@ -236,9 +230,44 @@ class _Batch:
         return f"fleet_claim_{next(self._savepoints)}"
 
 
-def _retrieve(future: asyncio.Future[None]) -> None:
-    if not future.cancelled():
-        future.exception()
+class _Signal:
+    """A batch's moment (claimed, committed) that many members wait for.
+
+    Each waiter gets a future of its own, so a member cancelled while waiting
+    cancels only its own wait (what asyncio.shield does, for less: no extra
+    future and callbacks per wait). Set once, with an exception if the batch failed.
+    """
+
+    __slots__ = ("_error", "_set", "_waiters")
+
+    def __init__(self) -> None:
+        self._set = False
+        self._error: BaseException | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+
+    def wait(self) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._set:
+            self._settle(future)
+        else:
+            self._waiters.append(future)
+        return future
+
+    def set(self, error: BaseException | None = None) -> None:
+        if self._set:
+            return
+        self._set, self._error = True, error
+        waiters, self._waiters = self._waiters, []
+        for future in waiters:
+            self._settle(future)
+
+    def _settle(self, future: asyncio.Future[None]) -> None:
+        if future.done():  # its member was cancelled
+            return
+        if self._error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(self._error)
 
 
 class _Member(Claim):
@@ -256,7 +285,7 @@ class _Member(Claim):
 
     async def __aenter__(self) -> Claim:
         try:
-            await asyncio.shield(self._batch.claimed)
+            await self._batch.claimed.wait()
         except BaseException:
             # Cancelled, or the claim failed: the batch must not wait for this member.
             self.failed = True
@@ -277,7 +306,7 @@ class _Member(Claim):
             batch.finished()
         if exc_type is None and not self.duplicate:
             # Leave only once the mark and the effects are durable.
-            await asyncio.shield(batch.committed)
+            await batch.committed.wait()
 
 
 #: asyncpg Connection methods that talk to the server.
