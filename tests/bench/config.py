@@ -47,7 +47,7 @@ QUICK = Sizes(
     latency_seconds=0.5,
     publish=2_000,
     rss_idle_seconds=0.3,
-    inbox=600,
+    inbox=1_500,
 )
 DEFAULT_ROUNDS = 5
 QUICK_ROUNDS = 3

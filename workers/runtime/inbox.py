@@ -124,6 +124,8 @@ _NOTHING: list[Outgoing] = []
 
 #: Claims per batch with `commit_batch: auto`.
 AUTO_BATCH = 64
+#: Connections a PostgresInbox opens when it starts.
+WARM_CONNECTIONS = 3
 
 
 async def _keep_session(connection: asyncpg.Connection) -> None:
@@ -301,8 +303,15 @@ class PostgresInbox:
         # Imported here: workers without a database never load the driver.
         import asyncpg
 
+        # Open at start what group commit uses at once (two batches and the
+        # pruner), so the first deliveries do not wait for connections; the rest
+        # open when handlers need them (PostgreSQL's connections are shared by
+        # every worker process).
         self._pool = await asyncpg.create_pool(
-            self.dsn, min_size=1, max_size=self.pool_size, reset=_keep_session
+            self.dsn,
+            min_size=min(self.pool_size, WARM_CONNECTIONS),
+            max_size=self.pool_size,
+            reset=_keep_session,
         )
         async with self._pool.acquire() as conn:
             # Once the tables exist, touch nothing: CREATE INDEX IF NOT EXISTS
