@@ -148,6 +148,8 @@ async def run_worker(
         deduplicates="across processes and restarts"
         if settings.database_url
         else "redeliveries to this process only",
+        # Which deliveries share an inbox transaction (README: group commit).
+        commit_batch=getattr(inbox, "commit_batch", None),
     )
     resources = Resources(settings.name, getattr(inbox, "pool", None))
     for hook in settings.worker.startup_hooks:
