@@ -105,7 +105,7 @@ class Ledger:
 @pytest.fixture
 def ledger(broker: Broker, database: str, tmp_path: Path) -> Callable[..., Any]:
     async def make(
-        queue_type: str = "quorum", crash_limit: int = 5, commit_batch: int = 1
+        queue_type: str = "quorum", crash_limit: int = 5, commit_batch: int | str = 1
     ) -> Ledger:
         path = tmp_path / "topology.yaml"
         path.write_text(
@@ -179,8 +179,11 @@ class TestKilledWorkers:
         [
             (600, 0.5, "0.05", 1),
             pytest.param(600, 0.5, "0.05", 32, id="group-commit"),
+            # The default: batched until the handler's first write, then alone.
+            pytest.param(600, 0.5, "0.05", "auto", id="auto"),
             pytest.param(10_000, 2.0, "0", 1, marks=pytest.mark.slow, id="full"),
             pytest.param(10_000, 2.0, "0", 32, marks=pytest.mark.slow, id="full-group-commit"),
+            pytest.param(10_000, 2.0, "0", "auto", marks=pytest.mark.slow, id="full-auto"),
         ],
     )
     async def test_sigkill_every_two_seconds_loses_nothing_and_applies_nothing_twice(
@@ -190,11 +193,11 @@ class TestKilledWorkers:
         total: int,
         every: float,
         delay: str,
-        commit_batch: int,
+        commit_batch: int | str,
     ) -> None:
         """A worker is killed with SIGKILL every 2 s (0.5 s on the short run, whose bookings
         take 50 ms to keep work in flight) and restarted; the books still balance, with a
-        transaction per delivery and with grouped commits."""
+        transaction per delivery, with grouped commits and with `auto`."""
         setup: Ledger = await ledger(commit_batch=commit_batch)
         publish_orders(pika_publisher, total)
         env = {"LEDGER_FAIL_RATE": "0.1", "LEDGER_DELAY": delay}
