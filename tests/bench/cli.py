@@ -26,7 +26,7 @@ from tests.bench.broker import BROKER_ERRORS, Management, Queues, vhost_url
 from tests.bench.config import Config
 from tests.bench.layout import bench_topology
 from tests.bench.machine import describe, load
-from tests.bench.process import has_py_spy
+from tests.bench.process import py_spy
 from tests.bench.report import render, write_json
 from tests.bench.results import Series, Skip, Skipped
 from tests.bench.scenarios import ON_DEMAND, SCENARIOS
@@ -118,7 +118,7 @@ async def run(config: Config) -> int:
     skipped: list[Skipped] = []
     logs = config.json_path.with_suffix("").with_name(config.json_path.stem + "-logs")
     logs.mkdir(parents=True, exist_ok=True)
-    if config.profile and not has_py_spy():
+    if config.profile and py_spy() is None:
         print("bench: --profile needs py-spy (`uv pip install py-spy`)", file=sys.stderr)
         return 2
     with Management(config.management_url) as management:

@@ -21,14 +21,10 @@ from tests.bench.protocol import encode_job as _encode_job
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def py_spy() -> str:
+def py_spy() -> str | None:
     """The py-spy executable: beside this interpreter (uv pip install py-spy), or on PATH."""
     beside = Path(sys.executable).with_name("py-spy")
-    return str(beside) if beside.exists() else (shutil.which("py-spy") or "py-spy")
-
-
-def has_py_spy() -> bool:
-    return Path(py_spy()).exists() or shutil.which(py_spy()) is not None
+    return str(beside) if beside.exists() else shutil.which("py-spy")
 
 
 class ChildFailed(Exception):
@@ -68,9 +64,10 @@ class Child:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
             )
-        if self.profile is not None:
+        executable = py_spy()
+        if self.profile is not None and executable is not None:
             self._profiler = await asyncio.create_subprocess_exec(
-                py_spy(),
+                executable,
                 "record",
                 "--pid",
                 str(self._process.pid),

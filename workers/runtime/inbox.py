@@ -322,14 +322,14 @@ class PostgresInbox:
                     # Workers starting together must not race on CREATE TABLE.
                     await conn.execute("SELECT pg_advisory_xact_lock(hashtext('fleet_inbox'))")
                     await conn.execute(SCHEMA)
-        if self.commit_batch == "auto":
+        auto = self.commit_batch == "auto"
+        max_batch = AUTO_BATCH if self.commit_batch == "auto" else self.commit_batch
+        if max_batch > 1:
             from workers.runtime.group_commit import GroupCommit
 
-            self._group = GroupCommit(self._pool, max_batch=AUTO_BATCH, on_write=self._wrote)
-        elif self.commit_batch > 1:
-            from workers.runtime.group_commit import GroupCommit
-
-            self._group = GroupCommit(self._pool, max_batch=self.commit_batch)
+            self._group = GroupCommit(
+                self._pool, max_batch=max_batch, on_write=self._wrote if auto else None
+            )
         if self.prune_every is not None:
             self._pruner = asyncio.create_task(self._prune_periodically(self.prune_every))
 

@@ -42,6 +42,10 @@ _MESSAGE_ID = 1 << 7
 _TIMESTAMP = 1 << 6
 _TYPE = 1 << 5
 _APP_ID = 1 << 3
+#: The properties every fleet message carries, in wire order.
+_FLEET_PROPERTIES = (
+    _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE | _CORRELATION_ID | _MESSAGE_ID | _TIMESTAMP | _TYPE
+)
 
 _JSON = bytes([len(JSON)]) + JSON.encode()
 _PERSISTENT = bytes([PERSISTENT])
@@ -55,27 +59,21 @@ def publish_frames(message: Outgoing, channel: int, max_body_frame: int) -> byte
         channel: the channel number.
         max_body_frame: the largest body frame payload (frame_max minus 8).
     """
-    method = b"".join(
-        (
-            _PUBLISH,
-            _short_string(message.exchange),
-            _short_string(message.routing_key),
-            b"\x01" if message.mandatory else b"\x00",
-        )
-    )
-    flags = _CONTENT_TYPE | _HEADERS | _DELIVERY_MODE
-    parts = [b"", _JSON, field_table(message.headers()), _PERSISTENT]
-    flags |= _CORRELATION_ID
-    parts.append(_short_string(message.correlation_id))
-    flags |= _MESSAGE_ID | _TIMESTAMP | _TYPE
-    parts.append(_short_string(message.message_id))
-    parts.append(_LONGLONG.pack(int(message.timestamp.timestamp())))
-    parts.append(_short_string(message.type))
-    if message.app_id:
-        flags |= _APP_ID
-        parts.append(_short_string(message.app_id))
     body = message.body
-    parts[0] = _CONTENT.pack(60, 0, len(body), flags)
+    flags = _FLEET_PROPERTIES | (_APP_ID if message.app_id else 0)
+    parts = [
+        _CONTENT.pack(60, 0, len(body), flags),
+        _JSON,
+        field_table(message.headers()),
+        _PERSISTENT,
+        _short_string(message.correlation_id),
+        _short_string(message.message_id),
+        _LONGLONG.pack(int(message.timestamp.timestamp())),
+        _short_string(message.type),
+    ]
+    if message.app_id:
+        parts.append(_short_string(message.app_id))
+    method = _publish_method(message.exchange, message.routing_key, message.mandatory)
     return _frames(channel, method, b"".join(parts), body, max_body_frame)
 
 
@@ -90,7 +88,13 @@ def publish_frames_for(
     max_body_frame: int,
 ) -> bytes:
     """Every frame of a publish with any properties (pamqp marshals them)."""
-    method = b"".join(
+    header = ContentHeader(0, len(body), properties).marshal()
+    method = _publish_method(exchange, routing_key, mandatory)
+    return _frames(channel, method, header, body, max_body_frame)
+
+
+def _publish_method(exchange: str, routing_key: str, mandatory: bool) -> bytes:
+    return b"".join(
         (
             _PUBLISH,
             _short_string(exchange),
@@ -98,8 +102,6 @@ def publish_frames_for(
             b"\x01" if mandatory else b"\x00",
         )
     )
-    header = ContentHeader(0, len(body), properties).marshal()
-    return _frames(channel, method, header, body, max_body_frame)
 
 
 def _frames(channel: int, method: bytes, header: bytes, body: bytes, max_body_frame: int) -> bytes:
