@@ -7,7 +7,12 @@ COPY pyproject.toml uv.lock README.md ./
 COPY contracts contracts
 COPY topology topology
 COPY workers workers
+# The reference fleet, a project of its own (a workspace member): its fleet.yaml,
+# contracts, workers, stand-ins and demo.
+COPY examples examples
 # The otlp extra: traces export when OTEL_EXPORTER_OTLP_ENDPOINT is set.
-RUN uv sync --locked --no-dev --no-editable --extra otlp
+RUN uv sync --locked --no-dev --all-packages --no-editable --extra otlp
 ENV PATH="/app/.venv/bin:$PATH" FLEET_LOG_FORMAT=json
+# Commands find the reference fleet's fleet.yaml in the working directory.
+WORKDIR /app/examples/fulfilment
 ENTRYPOINT ["fleet"]

@@ -37,6 +37,7 @@ def decode(event_type: type[E], body: bytes | str) -> E:
     Raises:
         InvalidPayload: the body is not JSON, or a field is missing or mistyped;
             the message reads like ``OrderPlaced.lines[2].qty: expected int, got str``.
+            JSON nested past msgspec's depth limit is an InvalidPayload too.
     """
     try:
         event: E = decoder_for(event_type).decode(body)
@@ -45,6 +46,11 @@ def decode(event_type: type[E], body: bytes | str) -> E:
         raise invalid_payload(event_type.__wire_name__, str(exc)) from None
     except msgspec.DecodeError as exc:
         raise InvalidPayload(event_type.__wire_name__, f"malformed JSON ({exc})") from None
+    except RecursionError:
+        # msgspec refuses JSON nested past its depth limit (about 1,000 levels),
+        # however small the body: the data can never decode, so it is the
+        # payload's fault, not a transient one.
+        raise InvalidPayload(event_type.__wire_name__, "JSON nested too deeply") from None
 
 
 def invalid_payload(type_name: str, msgspec_message: str) -> InvalidPayload:

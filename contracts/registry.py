@@ -32,6 +32,12 @@ class Registry:
         self._by_key[key] = event_type
         return event_type
 
+    def adopt(self, other: Registry) -> None:
+        """Take every contract of `other`, in place of any held under the same name and
+        version: the process-wide registry takes on the contracts of the project a
+        command works on (`workers.project`), which were checked for duplicates there."""
+        self._by_key.update(other._by_key)
+
     def lookup(self, name: str, version: int = 1) -> type[Event]:
         """The type for a wire name and version.
 

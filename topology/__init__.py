@@ -10,18 +10,29 @@ client it does not use.
 from topology.check import (
     EventRoute,
     WorkerWiring,
+    check_outbox_contracts,
     check_references,
     check_webhook_contracts,
     check_wiring,
 )
 from topology.duration import Duration
-from topology.errors import BrokerUnreachable, TopologyError, TopologyInvalid, UnsafeChange
+from topology.errors import (
+    BrokerRefused,
+    BrokerUnreachable,
+    ManagementRefused,
+    MissingPassword,
+    TopologyError,
+    TopologyInvalid,
+    UnsafeChange,
+)
 from topology.expand import expand
 from topology.graph import mermaid
-from topology.load import DEFAULT_FILE, load, loads
+from topology.load import PROJECT_FILE, TopologyNotFound, find_file, load, loads
 from topology.model import (
+    Access,
     Binding,
     Exchange,
+    OutboxSpec,
     Queue,
     RetryPolicy,
     Topology,
@@ -31,17 +42,31 @@ from topology.model import (
 )
 from topology.plan import Change, Plan, plan
 from topology.problems import Problem
-from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+from topology.rate import Rate
+from topology.resources import (
+    BindingDecl,
+    ExchangeDecl,
+    Permissions,
+    QueueDecl,
+    Resources,
+    TopicPermission,
+    UserDecl,
+)
 
 __all__ = [
     # Reading the file
-    "DEFAULT_FILE",
+    "PROJECT_FILE",
+    "TopologyNotFound",
+    "find_file",
     "load",
     "loads",
     # The model
+    "Access",
     "Binding",
     "Duration",
+    "Rate",
     "Exchange",
+    "OutboxSpec",
     "Queue",
     "RetryPolicy",
     "Topology",
@@ -53,13 +78,17 @@ __all__ = [
     "Problem",
     "WorkerWiring",
     "check_references",
+    "check_outbox_contracts",
     "check_webhook_contracts",
     "check_wiring",
     # Broker objects
     "BindingDecl",
     "ExchangeDecl",
+    "Permissions",
     "QueueDecl",
     "Resources",
+    "TopicPermission",
+    "UserDecl",
     "expand",
     # Planning (pure; `topology.apply` carries a plan out)
     "Change",
@@ -68,7 +97,10 @@ __all__ = [
     # Drawing
     "mermaid",
     # Errors
+    "BrokerRefused",
     "BrokerUnreachable",
+    "ManagementRefused",
+    "MissingPassword",
     "TopologyError",
     "TopologyInvalid",
     "UnsafeChange",

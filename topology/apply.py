@@ -1,16 +1,19 @@
 """Make a live broker match the topology: plan, then carry the plan out with aio-pika.
 
 apply declares exchanges, then queues, then bindings; unbinds what the file
-dropped; and records what it applied (see `topology.record`). It never deletes
-a queue or exchange implicitly: one that must change in a way RabbitMQ cannot
-make in place is refused unless the caller asks to recreate it.
+dropped; grants the broker users of `access.users` what they need (through the
+management API, see `topology.users`); and records what it applied (see
+`topology.record`). It never deletes a queue or exchange implicitly: one that
+must change in a way RabbitMQ cannot make in place is refused unless the caller
+asks to recreate it. A user to create without a password is refused before
+anything is changed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import errno
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from urllib.parse import unquote, urlsplit
@@ -19,15 +22,26 @@ import aio_pika
 import aiormq.exceptions
 from aio_pika.abc import AbstractChannel, AbstractConnection
 
-from topology.errors import BrokerUnreachable, TopologyError, UnsafeChange
+from topology.access import broker_users
+from topology.check import WorkerWiring
+from topology.errors import (
+    BrokerRefused,
+    BrokerUnreachable,
+    MissingPassword,
+    TopologyError,
+    UnsafeChange,
+)
 from topology.expand import expand
 from topology.live import read_live
 from topology.management import Management, vhost_from
 from topology.model import Topology
-from topology.names import RECORD_QUEUE
-from topology.plan import Change, ChangeKind, Plan, plan
+from topology.names import RECORD_QUEUE, password_variable
+from topology.nodes import DEFAULT_AMQP_PORT, DEFAULT_AMQPS_PORT
+from topology.plan import ABSENT, Change, ChangeKind, Plan, plan
 from topology.record import Record, read_record, write_record
-from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources, UserDecl
+from topology.tls import handshake_problem, tls_files, unreadable_file
+from topology.users import carry_out_user
 
 OnChange = Callable[[Change], None]
 Confirm = Callable[[list[Change]], bool]
@@ -69,17 +83,50 @@ class ApplyResult:
 
 
 def survey(
-    desired: Resources, amqp_url: str, *, management_url: str | None = None
+    desired: Resources,
+    amqp_url: str,
+    *,
+    management_url: str | None = None,
+    passwords: Mapping[str, str] | None = None,
 ) -> tuple[Plan, Record | None]:
     """The plan for the broker as it is now, and its record. Blocking (HTTP).
+
+    Args:
+        desired: what the file expands to, its broker users included.
+        amqp_url: the broker; its path is the vhost.
+        management_url: the management API, when it is not the AMQP host on port 15672.
+        passwords: the users' known passwords, checked against the broker's hashes.
 
     Raises:
         BrokerUnreachable: the management API cannot be reached or refuses the user.
     """
     with Management.for_broker(amqp_url, management_url) as management:
-        live = read_live(management)
         record = read_record(management)
-    return plan(desired, live, record.resources if record else None), record
+        applied = record.resources if record else None
+        users = {u.name for u in desired.users} | {u.name for u in (applied or desired).users}
+        live = read_live(management, users)
+    return plan(desired, live, applied, passwords), record
+
+
+def desired_resources(
+    topology: Topology, wiring: Mapping[str, WorkerWiring] | None = None
+) -> Resources:
+    """What `topology` expands to, with its broker users when `access.users` is on.
+
+    Raises:
+        TopologyError: `access.users` is on and `wiring` is missing a worker.
+    """
+    resources = expand(topology)
+    if topology.access.users:
+        wiring = wiring or {}
+        missing = [name for name in topology.workers if name not in wiring]
+        if missing:
+            raise TopologyError(
+                f"access.users: the permissions of worker {missing[0]!r} come from its "
+                "handlers, and its module could not be imported"
+            )
+        resources.users = broker_users(topology, wiring)
+    return resources
 
 
 async def apply(
@@ -91,6 +138,8 @@ async def apply(
     confirm: Confirm | None = None,
     on_change: OnChange | None = None,
     file_sha256: str | None = None,
+    wiring: Mapping[str, WorkerWiring] | None = None,
+    passwords: Mapping[str, str] | None = None,
 ) -> ApplyResult:
     """Make the broker's vhost match `desired`, then record what was applied.
 
@@ -104,17 +153,22 @@ async def apply(
             is touched; answering False changes nothing.
         on_change: called after each change is made.
         file_sha256: the topology file's digest, kept in the record.
+        wiring: what each worker's handlers emit, for the users of `access.users`.
+        passwords: the broker users' passwords (a user is created only with one).
 
     Raises:
+        MissingPassword: a user to create has no password (nothing is changed).
         UnsafeChange: a change needs a recreate and `recreate` is False (nothing
             is changed), or the broker refused a declaration.
         BrokerUnreachable: the broker or its management API cannot be reached.
         TopologyError: the broker refused an operation for another reason.
     """
-    resources = expand(desired) if isinstance(desired, Topology) else desired
+    resources = desired_resources(desired, wiring) if isinstance(desired, Topology) else desired
+    passwords = passwords or {}
     current, record = await asyncio.to_thread(
-        survey, resources, amqp_url, management_url=management_url
+        survey, resources, amqp_url, management_url=management_url, passwords=passwords
     )
+    _check_passwords(current, passwords)
     unsafe = current.unsafe
     if unsafe and not recreate:
         raise UnsafeChange(_refusal(unsafe))
@@ -128,11 +182,18 @@ async def apply(
     async with connection:
         channel = await connection.channel()
         for change in current.pending:
+            if isinstance(change.resource, UserDecl):
+                continue  # after the objects they are granted on (below)
             await _carry_out(channel, change)
             applied.append(change)
             if on_change is not None:
                 on_change(change)
         await _rebind_recreated(channel, resources, current)
+        users = [c for c in current.pending if isinstance(c.resource, UserDecl)]
+        if users:
+            await asyncio.to_thread(
+                _carry_out_users, amqp_url, management_url, users, passwords, applied, on_change
+            )
         now = datetime.now(UTC)
         await _guard(
             f"queue {RECORD_QUEUE!r} (fleet's record of what it applied)",
@@ -143,8 +204,51 @@ async def apply(
     return ApplyResult(current, applied)
 
 
+def _check_passwords(current: Plan, passwords: Mapping[str, str]) -> None:
+    """Refuse, before touching anything, to create users nobody gave a password."""
+    missing = [
+        c.resource.name
+        for c in current.pending
+        if isinstance(c.resource, UserDecl)
+        and (c.kind == "create" or ABSENT in c.differences)
+        and c.resource.name not in passwords
+    ]
+    if not missing:
+        return
+    if len(missing) == 1:
+        variables = password_variable(missing[0])
+        raise MissingPassword(
+            f"user {missing[0]!r} has no password: set {variables} or list it in "
+            "--passwords-file (nothing was changed)"
+        )
+    names = ", ".join(repr(m) for m in missing)
+    variables = ", ".join(password_variable(m) for m in missing)
+    raise MissingPassword(
+        f"users {names} have no password: set {variables} or list them in "
+        "--passwords-file (nothing was changed)"
+    )
+
+
+def _carry_out_users(
+    amqp_url: str,
+    management_url: str | None,
+    changes: list[Change],
+    passwords: Mapping[str, str],
+    applied: list[Change],
+    on_change: OnChange | None,
+) -> None:
+    with Management.for_broker(amqp_url, management_url) as management:
+        for change in changes:
+            carry_out_user(management, change, passwords)
+            applied.append(change)
+            if on_change is not None:
+                on_change(change)
+
+
 async def _carry_out(channel: AbstractChannel, change: Change) -> None:
+    """Carry out a change of an exchange, queue or binding over AMQP."""
     resource = change.resource
+    assert not isinstance(resource, UserDecl), "users are granted over HTTP"
     what = _name(resource)
     if isinstance(resource, BindingDecl):
         queue = await channel.get_queue(resource.destination, ensure=False)
@@ -204,17 +308,24 @@ async def _rebind_recreated(channel: AbstractChannel, desired: Resources, done: 
 
 async def _connect(amqp_url: str) -> AbstractConnection:
     parts = urlsplit(amqp_url)
-    where = f"RabbitMQ at {parts.hostname}:{parts.port or 5672}"
+    default = DEFAULT_AMQPS_PORT if parts.scheme == "amqps" else DEFAULT_AMQP_PORT
+    where = f"RabbitMQ at {parts.hostname}:{parts.port or default}"
     user = unquote(parts.username or "guest")
+    unreadable = unreadable_file(tls_files(amqp_url))
+    if unreadable is not None:
+        raise BrokerRefused(f"cannot connect to {where}: {unreadable}")
     try:
         return await aio_pika.connect(
             amqp_url, timeout=10, client_properties={"connection_name": "fleet topology apply"}
         )
     except aiormq.exceptions.ProbableAuthenticationError:
-        raise BrokerUnreachable(
+        raise BrokerRefused(
             f"{where} refused the login of user {user!r}: check the credentials in --url"
         ) from None
     except (TimeoutError, OSError, aiormq.exceptions.AMQPConnectionError) as exc:
+        tls = handshake_problem(where, exc)
+        if tls is not None:
+            raise BrokerRefused(tls) from None
         refused = isinstance(exc, ConnectionRefusedError) or (
             bool(exc.args) and exc.args[0] == errno.ECONNREFUSED
         )
@@ -269,11 +380,11 @@ def _refusal(unsafe: list[Change]) -> str:
     return "\n  ".join([f"{len(lines)} changes cannot be made in place; {advice}:", *lines])
 
 
-def _name(resource: ExchangeDecl | QueueDecl | BindingDecl) -> str:
+def _name(resource: ExchangeDecl | QueueDecl | BindingDecl | UserDecl) -> str:
     """``queue 'payments'``: how errors name an object."""
     if isinstance(resource, BindingDecl):
         return f"binding {resource.source!r} → {resource.destination!r} [{resource.routing_key}]"
-    kind = "queue" if isinstance(resource, QueueDecl) else "exchange"
+    kind = {QueueDecl: "queue", ExchangeDecl: "exchange", UserDecl: "user"}[type(resource)]
     return f"{kind} {resource.name!r}"
 
 

@@ -14,12 +14,25 @@ from urllib.parse import urlsplit
 import msgspec
 
 from contracts import Registry, UnknownEventType
+from contracts.evolution import Evolution, default_evolution
 from topology.destinations import allowed, host_of, literal_internal
 from topology.durability import durability_problems
-from topology.model import Queue, RetryPolicy, Topology
-from topology.names import is_derived, retry_queue, webhook_queue
+from topology.duration import Duration
+from topology.model import IngressRoute, Queue, RetryPolicy, Topology
+from topology.names import (
+    FAILURES_SUFFIX,
+    INGRESS_PROCESS,
+    OUTBOX_PROCESS,
+    WEBHOOKS_PROCESS,
+    broker_user,
+    is_derived,
+    retry_queue,
+    webhook_queue,
+)
 from topology.problems import Problem
 from topology.routing import routes
+from topology.stream_check import stream_problems
+from topology.versions import Version, version_problems
 
 #: Queue arguments fleet sets itself; a file that sets them would break retries
 #: or dead-lettering.
@@ -36,10 +49,11 @@ MANAGED_ARGUMENTS = frozenset(
 
 
 class EventRoute(msgspec.Struct, frozen=True):
-    """An event type as the wiring check sees it: its wire name and routing key."""
+    """An event type as the wiring check sees it: its wire name, routing key and version."""
 
     name: str
     routing_key: str
+    version: int = 1
 
 
 class WorkerWiring(msgspec.Struct, frozen=True):
@@ -49,12 +63,23 @@ class WorkerWiring(msgspec.Struct, frozen=True):
     emits: list[EventRoute]
 
 
-def check_references(topology: Topology) -> list[Problem]:
-    """Problems within the file alone: dangling names, misplaced settings, reserved names."""
+def check_references(topology: Topology, rabbitmq: Version | None = None) -> list[Problem]:
+    """Problems within the file alone: dangling names, misplaced settings, reserved names,
+    and settings RabbitMQ versions treat differently (those that matter on `rabbitmq`,
+    or all of them)."""
     problems: list[Problem] = []
     exchanges = sorted(topology.exchanges)
     queues = sorted(topology.queues)
     derived: dict[str, str] = {}
+    for name in topology.exchanges:
+        if name.endswith(FAILURES_SUFFIX):
+            problems.append(
+                Problem(
+                    f"exchanges.{name}",
+                    f"names ending in {FAILURES_SUFFIX!r} are reserved for the failure "
+                    "exchanges fleet derives",
+                )
+            )
     for name, queue in topology.queues.items():
         path = f"queues.{name}"
         if is_derived(name):
@@ -91,7 +116,8 @@ def check_references(topology: Topology) -> list[Problem]:
                     "set by fleet from the queue's type, retry and delivery_limit; remove it",
                 )
             )
-        if not queue.bind:
+        problems += stream_problems(topology, name, queue)
+        if not queue.bind and queue.partitions is None:
             problems.append(
                 Problem(
                     f"{path}.bind", "no bindings: nothing will ever reach this queue", "warning"
@@ -140,6 +166,13 @@ def check_references(topology: Topology) -> list[Problem]:
                     f"unknown exchange {worker.publish_to!r}{_known(exchanges)}",
                 )
             )
+        if worker.faults is not None and worker.faults not in topology.exchanges:
+            problems.append(
+                Problem(
+                    f"{path}.faults",
+                    f"unknown exchange {worker.faults!r}{_known(exchanges)}",
+                )
+            )
         if worker.concurrency > worker.prefetch:
             problems.append(
                 Problem(
@@ -151,7 +184,46 @@ def check_references(topology: Topology) -> list[Problem]:
             )
     problems += _ingress_problems(topology)
     problems += _webhook_problems(topology)
+    problems += _outbox_problems(topology)
+    problems += _access_problems(topology)
     problems += durability_problems(topology)
+    problems += version_problems(topology, rabbitmq)
+    return problems
+
+
+def _access_problems(topology: Topology) -> list[Problem]:
+    """Under `access.users` no worker may share its user name with another process."""
+    if not topology.access.users:
+        return []
+    return [
+        Problem(
+            f"workers.{name}",
+            f"with access.users, worker {name!r} would share the broker user "
+            f"{broker_user(topology.access.prefix, name)!r} with the {name} process: "
+            "rename the worker",
+        )
+        for name in topology.workers
+        if name in (INGRESS_PROCESS, WEBHOOKS_PROCESS, OUTBOX_PROCESS)
+    ]
+
+
+def _outbox_problems(topology: Topology) -> list[Problem]:
+    """The exchanges the outbox publishes to are declared.
+
+    Whether its contracts exist is checked where contracts are imported (the CLI).
+    """
+    if topology.outbox is None:
+        return []
+    exchanges = sorted(topology.exchanges)
+    problems = []
+    for exchange, contracts in topology.outbox.publishes.items():
+        where = f"outbox.publishes.{exchange}"
+        if exchange not in topology.exchanges:
+            problems.append(Problem(where, f"unknown exchange {exchange!r}{_known(exchanges)}"))
+        if not contracts:
+            problems.append(
+                Problem(where, "list the contracts producers record for it, like [OrderPlaced]")
+            )
     return problems
 
 
@@ -230,8 +302,39 @@ def check_webhook_contracts(topology: Topology, registry: Registry) -> list[Prob
     return problems
 
 
+def check_outbox_contracts(topology: Topology, registry: Registry) -> list[Problem]:
+    """Every contract the outbox publishes exists in `registry`, and reaches a queue on
+    its exchange: a row nothing is bound for would only ever be parked."""
+    if topology.outbox is None:
+        return []
+    problems: list[Problem] = []
+    for exchange, contracts in topology.outbox.publishes.items():
+        for i, name in enumerate(contracts):
+            where = f"outbox.publishes.{exchange}[{i}]"
+            try:
+                contract = registry.lookup(name)
+            except UnknownEventType as exc:
+                problems.append(Problem(where, str(exc)))
+                continue
+            key = contract.__routing_key__
+            if exchange in topology.exchanges and not _receiving_queues(topology, exchange, key):
+                problems.append(
+                    Problem(
+                        where,
+                        f"{name} ({key}) reaches no queue on exchange {exchange!r}: the relay "
+                        "would park every such row as unroutable",
+                    )
+                )
+    return problems
+
+
 #: Paths the ingress answers itself.
 RESERVED_PATHS = frozenset({"/healthz", "/readyz"})
+#: How long a signed request may verify: its timestamp may be up to 5 minutes ahead
+#: when first seen and stays valid until 5 minutes after it
+#: (workers.standard_webhooks.TOLERANCE_SECONDS either way), so its id must be
+#: remembered at least this long.
+SIGNATURE_TOLERANCE = Duration(600_000)
 
 
 def _ingress_problems(topology: Topology) -> list[Problem]:
@@ -263,6 +366,20 @@ def _ingress_problems(topology: Topology) -> list[Problem]:
                         f"{entry!r} is not an IP address or CIDR block (like 10.0.0.0/8)",
                     )
                 )
+        if (
+            route.auth is not None
+            and route.auth.type in ("standard-webhooks", "stripe")
+            and route.dedupe_window < SIGNATURE_TOLERANCE
+        ):
+            problems.append(
+                Problem(
+                    f"{where}.dedupe_window",
+                    f"shorter than the {SIGNATURE_TOLERANCE} a signed request can verify for "
+                    "(its timestamp is valid 5 minutes either way): a replay after the "
+                    "window but within the tolerance would be published again",
+                    "warning",
+                )
+            )
         if route.reply is not None and route.reply.exchange not in topology.exchanges:
             problems.append(
                 Problem(
@@ -270,7 +387,41 @@ def _ingress_problems(topology: Topology) -> list[Problem]:
                     f"unknown exchange {route.reply.exchange!r}{_known(exchanges)}",
                 )
             )
+        if route.accept == "outbox":
+            problems += _accept_outbox_problems(topology, where, route)
     return problems
+
+
+def _accept_outbox_problems(topology: Topology, where: str, route: IngressRoute) -> list[Problem]:
+    """A route accepting into the outbox needs a relay that may publish its contract."""
+    if route.reply is not None:
+        return [
+            Problem(
+                f"{where}.accept",
+                "a synchronous route (reply) waits on the broker for its answer: "
+                "accept it with `confirm`, or drop `reply`",
+            )
+        ]
+    if topology.outbox is None:
+        return [
+            Problem(
+                f"{where}.accept",
+                "`accept: outbox` needs an `outbox:` section, whose relay publishes the "
+                f"accepted events: outbox: {{publishes: {{{route.exchange}: "
+                f"[{route.contract}]}}}}",
+            )
+        ]
+    listed = topology.outbox.publishes.get(route.exchange, [])
+    if route.contract not in listed:
+        return [
+            Problem(
+                f"{where}.accept",
+                f"add {route.contract} to outbox.publishes.{route.exchange}: the relay "
+                "publishes only the contracts listed there (its broker user may publish "
+                "nothing else)",
+            )
+        ]
+    return []
 
 
 def _delay_problems(topology: Topology, name: str, queue: Queue) -> list[Problem]:
@@ -371,11 +522,14 @@ def _unhandled_arrivals(
     event: EventRoute,
     receivers: list[str],
     emitter: str,
+    evolution: Evolution = default_evolution,
 ) -> list[Problem]:
     problems = []
     for other_name, other in topology.workers.items():
-        handled = {e.name for e in wiring[other_name].handles} if other_name in wiring else None
-        if other.queue in receivers and handled is not None and event.name not in handled:
+        if other.queue not in receivers or other_name not in wiring:
+            continue
+        versions = [e.version for e in wiring[other_name].handles if e.name == event.name]
+        if not versions:
             problems.append(
                 Problem(
                     f"workers.{other_name}",
@@ -383,6 +537,18 @@ def _unhandled_arrivals(
                     f"{event.name} (emitted by {emitter}) but no handler takes it: "
                     "it would be dead-lettered",
                     "warning",
+                )
+            )
+        elif event.version not in versions and (
+            evolution.route(event.name, event.version, versions) is None
+        ):
+            handled = ", ".join(f"v{v}" for v in sorted(versions))
+            problems.append(
+                Problem(
+                    f"workers.{other_name}",
+                    f"receives {event.name} v{event.version} (emitted by {emitter}) but "
+                    f"handles {handled}, and no upcaster or downcaster leads there: "
+                    f"it would be parked as version-unsupported",
                 )
             )
     return problems

@@ -3,6 +3,9 @@
 TopologyError
 ├── TopologyInvalid      (also ValueError)   the file has problems; all are listed
 ├── BrokerUnreachable    (also ConnectionError)  AMQP or management API cannot be reached
+│   ├── BrokerRefused                        the login or TLS failed: retrying will not help
+│   └── ManagementRefused                    the management API refused the user (401, 403)
+├── MissingPassword      (also ValueError)   a broker user to create has no password
 └── UnsafeChange                             a change RabbitMQ cannot make in place
 """
 
@@ -30,6 +33,21 @@ class TopologyInvalid(TopologyError, ValueError):
 
 class BrokerUnreachable(TopologyError, ConnectionError):
     """The broker or its management API did not answer."""
+
+
+class BrokerRefused(BrokerUnreachable):
+    """The broker will not let this process in: its login was refused, the TLS handshake
+    failed (a CA that does not vouch for the broker, a missing client certificate), or
+    a TLS file the URL names cannot be read. Trying again will not help, so processes
+    stop instead of retrying."""
+
+
+class ManagementRefused(BrokerUnreachable):
+    """The management API refused the user: wrong credentials, or a tag it lacks."""
+
+
+class MissingPassword(TopologyError, ValueError):
+    """A broker user `apply` would create has no password in the environment or file."""
 
 
 class UnsafeChange(TopologyError):

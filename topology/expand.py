@@ -1,4 +1,5 @@
-"""Topology → the broker objects it implies, retry and dead-letter queues included."""
+"""Topology → the broker objects it implies: retry and dead-letter queues, and each
+consumed queue's failure exchange, included."""
 
 from __future__ import annotations
 
@@ -16,9 +17,10 @@ from topology.model import (
     Topology,
     WebhookSubscription,
 )
-from topology.names import dead_letter_queue, retry_queue, webhook_queue
+from topology.names import dead_letter_queue, failure_exchange, retry_queue, webhook_queue
 from topology.problems import Problem
 from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+from topology.streams import stream_queues, super_stream_bindings, super_stream_exchange
 
 #: A parked message may be peeked at (`fleet dlq show`) many times; each peek is
 #: a delivery, so dead-letter quorum queues get a limit no operator will reach.
@@ -39,9 +41,9 @@ def expand(topology: Topology) -> Resources:
         )
     replicas = _replicas(topology.broker.quorum_replicas)
     for name, queue in topology.queues.items():
+        declared = _queues(name, queue)
         resources.queues += [
-            _with(declared, replicas) if declared.type == "quorum" else declared
-            for declared in _queues(name, queue)
+            _with(decl, replicas) if decl.type == "quorum" else decl for decl in declared
         ]
         resources.bindings += [
             BindingDecl(
@@ -52,16 +54,33 @@ def expand(topology: Topology) -> Resources:
             )
             for b in queue.bind
         ]
+        if queue.type == "stream" and queue.partitions is not None:
+            resources.exchanges.append(super_stream_exchange(name))
+            resources.bindings += super_stream_bindings(name, queue.partitions)
+        if queue.type != "stream" and queue.delay is None:  # nothing consumes those two
+            _add_failure_exchange(resources, name, declared)
     for name, subscription in topology.webhooks.items():
         queue = webhook_work_queue(name, subscription)
-        resources.queues += _queues(webhook_queue(name), queue)
+        declared = _queues(webhook_queue(name), queue)
+        resources.queues += declared
         resources.bindings += [
             BindingDecl(
                 source=b.exchange, destination=webhook_queue(name), routing_key=b.routing_key
             )
             for b in queue.bind
         ]
+        _add_failure_exchange(resources, webhook_queue(name), declared)
     return resources
+
+
+def _add_failure_exchange(resources: Resources, queue: str, declared: list[QueueDecl]) -> None:
+    """A consumed queue's `<queue>.failures`: a direct exchange bound to the queue itself
+    (recounted messages), its retry tiers and its dead-letter queue, each by its own name."""
+    exchange = failure_exchange(queue)
+    resources.exchanges.append(ExchangeDecl(name=exchange, type="direct"))
+    resources.bindings += [
+        BindingDecl(source=exchange, destination=d.name, routing_key=d.name) for d in declared
+    ]
 
 
 def webhook_work_queue(
@@ -104,7 +123,7 @@ def webhook_work_queue(
 
 def _queues(name: str, queue: Queue) -> list[QueueDecl]:
     if queue.type == "stream":
-        return [QueueDecl(name=name, type="stream", durable=True, arguments=queue.arguments)]
+        return stream_queues(name, queue)
     if queue.delay is not None:
         # A delay queue: each message expires after the ttl and is dead-lettered to
         # its target. Nothing consumes it, so it has no retry or dead-letter queues.

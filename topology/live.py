@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from topology.management import Management
-from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+from topology.resources import (
+    BindingDecl,
+    ExchangeDecl,
+    Permissions,
+    QueueDecl,
+    Resources,
+    TopicPermission,
+    UserDecl,
+)
 
 
-def read_live(management: Management) -> Resources:
-    """Every exchange, queue and exchange→queue binding of the management client's vhost.
+def read_live(management: Management, users: Collection[str] = ()) -> Resources:
+    """Every exchange, queue and exchange→queue binding of the management client's vhost,
+    and those of `users` that exist, with what they may do there.
 
     The default exchange and the amq.* exchanges are left out (RabbitMQ owns
-    them), and so are the implicit bindings of the default exchange.
+    them), and so are the implicit bindings of the default exchange. Users are
+    read only when asked for (it takes the `administrator` tag).
 
     Raises:
         BrokerUnreachable: the management API cannot be reached or refuses the user.
@@ -47,4 +59,41 @@ def read_live(management: Management) -> Resources:
         for b in management.bindings()
         if b.source and b.destination_type == "queue"
     ]
-    return Resources(exchanges=exchanges, queues=queues, bindings=bindings)
+    return Resources(
+        exchanges=exchanges,
+        queues=queues,
+        bindings=bindings,
+        users=read_users(management, users) if users else [],
+    )
+
+
+def read_users(management: Management, names: Collection[str]) -> list[UserDecl]:
+    """Those of `names` that exist on the broker, with their tags, password hash, and
+    permissions and topic permissions on the management client's vhost."""
+    permissions = {p.user: p for p in management.permissions() if p.user in names}
+    topics: dict[str, list[TopicPermission]] = {}
+    for t in management.topic_permissions():
+        if t.user in names:
+            topics.setdefault(t.user, []).append(
+                TopicPermission(exchange=t.exchange, write=t.write, read=t.read)
+            )
+    found = []
+    for user in management.users():
+        if user.name not in names:
+            continue
+        granted = permissions.get(user.name)
+        found.append(
+            UserDecl(
+                name=user.name,
+                tags=user.tag_list,
+                permissions=None
+                if granted is None
+                else Permissions(
+                    configure=granted.configure, write=granted.write, read=granted.read
+                ),
+                topics=sorted(topics.get(user.name, []), key=lambda t: t.exchange),
+                password_hash=user.password_hash,
+                hashing_algorithm=user.hashing_algorithm,
+            )
+        )
+    return found

@@ -11,7 +11,7 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 import msgspec
 import yaml
@@ -20,20 +20,26 @@ from topology.check import check_references
 from topology.duration import Duration
 from topology.errors import TopologyInvalid
 from topology.model import (
+    Access,
     Broker,
     Exchange,
     Ingress,
+    IngressLimits,
     IngressRoute,
     Metrics,
+    ModuleName,
+    OutboxSpec,
+    ProcessSpec,
     Queue,
+    SagaSpec,
     Topology,
     WebhookSubscription,
     WorkerSpec,
 )
 from topology.nodes import split_urls
 from topology.problems import Problem, errors
-
-DEFAULT_FILE = Path(__file__).with_name("fleet.yaml")
+from topology.rate import Rate
+from topology.size import ByteSize
 
 S = TypeVar("S", bound=msgspec.Struct)
 _SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -41,18 +47,52 @@ _SECTIONS: dict[str, type[msgspec.Struct]] = {
     "queues": Queue,
     "workers": WorkerSpec,
     "webhooks": WebhookSubscription,
+    "processes": ProcessSpec,
+    "sagas": SagaSpec,
 }
 #: Top-level keys besides the name → spec sections.
-_OTHER_KEYS = ("version", "ingress", "metrics", "broker")
+_OTHER_KEYS = ("version", "contracts", "ingress", "metrics", "broker", "access", "outbox")
+
+#: The file a project keeps its topology in, found in the working directory.
+PROJECT_FILE = "fleet.yaml"
+
+
+class TopologyNotFound(TopologyInvalid):
+    """No topology file was named and the working directory holds none."""
+
+
+def find_file(path: str | os.PathLike[str] | None = None) -> Path:
+    """The topology file to read: `path` when given (the CLI passes ``--file`` or
+    FLEET_TOPOLOGY), else ``./fleet.yaml`` in the working directory.
+
+    Raises:
+        TopologyNotFound: no path was given and the working directory has no fleet.yaml.
+    """
+    if path is not None:
+        return Path(path)
+    found = Path.cwd() / PROJECT_FILE
+    if not found.is_file():
+        raise TopologyNotFound(
+            str(found),
+            [
+                Problem(
+                    "",
+                    f"no topology file: there is no {PROJECT_FILE} in {Path.cwd()}; run fleet "
+                    "in a project's directory, pass --file or set FLEET_TOPOLOGY "
+                    "(`fleet new DIR` makes a project)",
+                )
+            ],
+        )
+    return found
 
 
 def load(path: str | os.PathLike[str] | None = None) -> Topology:
-    """Read and validate a topology file (default: the reference fleet's).
+    """Read and validate a topology file (default: ``./fleet.yaml``, see `find_file`).
 
     Raises:
         TopologyInvalid: with every problem found, each naming its path.
     """
-    source = Path(path) if path is not None else DEFAULT_FILE
+    source = find_file(path)
     try:
         text = source.read_text(encoding="utf-8")
     except OSError as exc:
@@ -87,7 +127,7 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
     problems: list[Problem] = []
     for key in data:
         if key not in (*_SECTIONS, *_OTHER_KEYS):
-            valid = ", ".join(["version", *_SECTIONS, "ingress", "metrics", "broker"])
+            valid = ", ".join(["version", *_SECTIONS, *_OTHER_KEYS[1:]])
             problems.append(Problem(str(key), f"unknown section (valid: {valid})"))
     if data.get("version", 1) != 1:
         problems.append(Problem("version", f"unsupported version {data['version']!r} (valid: 1)"))
@@ -95,6 +135,9 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
     for section, spec in _SECTIONS.items():
         sections[section] = _convert_section(section, data.get(section) or {}, spec, problems)
     topology = Topology(
+        contracts=_convert_contracts(data.get("contracts") or [], problems),
+        processes=sections["processes"],
+        sagas=sections["sagas"],
         exchanges=sections["exchanges"],
         queues=sections["queues"],
         workers=sections["workers"],
@@ -102,8 +145,44 @@ def _convert(data: object) -> tuple[Topology | None, list[Problem]]:
         ingress=_convert_ingress(data.get("ingress") or {}, problems),
         metrics=_convert_metrics(data.get("metrics") or {}, problems),
         broker=_convert_broker(data.get("broker") or {}, problems),
+        access=_convert_access(data.get("access") or {}, problems),
+        outbox=_convert_outbox(data.get("outbox"), problems),
     )
     return topology, problems
+
+
+def _convert_contracts(data: object, problems: list[Problem]) -> list[str]:
+    try:
+        return msgspec.convert(data, list[ModuleName])
+    except msgspec.ValidationError as exc:
+        detail, _, at = str(exc).partition(" - at `$")
+        detail = detail.replace("`", "'")
+        problems.append(
+            Problem(
+                "contracts" + at.rstrip("`"),
+                f"{detail[:1].lower()}{detail[1:]}: list the modules holding the contracts, "
+                "like [shop.contracts]",
+            )
+        )
+        return []
+
+
+def _convert_access(data: object, problems: list[Problem]) -> Access:
+    try:
+        return msgspec.convert(data, Access)
+    except msgspec.ValidationError as exc:
+        problems.append(_validation_problem("access", Access, str(exc)))
+        return Access()
+
+
+def _convert_outbox(data: object, problems: list[Problem]) -> OutboxSpec | None:
+    if data is None:
+        return None
+    try:
+        return msgspec.convert(data, OutboxSpec, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        problems.append(_validation_problem("outbox", OutboxSpec, str(exc)))
+        return None
 
 
 def _convert_metrics(data: object, problems: list[Problem]) -> Metrics:
@@ -130,20 +209,26 @@ def _convert_broker(data: object, problems: list[Problem]) -> Broker:
 
 
 def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:
-    """`ingress:` holds `routes:`, converted route by route like the other sections."""
+    """`ingress:` holds `routes:`, converted route by route like the other sections,
+    and `limits:`."""
     if not isinstance(data, Mapping):
         problems.append(Problem("ingress", f"expected a mapping with 'routes', got {_kind(data)}"))
         return Ingress()
     for key in data:
-        if key != "routes":
-            problems.append(Problem(f"ingress.{key}", "unknown field (valid: routes)"))
+        if key not in ("routes", "limits"):
+            problems.append(Problem(f"ingress.{key}", "unknown field (valid: routes, limits)"))
+    limits = IngressLimits()
+    try:
+        limits = msgspec.convert(data.get("limits") or {}, IngressLimits, dec_hook=_dec_hook)
+    except msgspec.ValidationError as exc:
+        problems.append(_validation_problem("ingress.limits", IngressLimits, str(exc)))
     routes: dict[str, IngressRoute] = {}
     entries = data.get("routes") or {}
     if not isinstance(entries, Mapping):
         problems.append(
             Problem("ingress.routes", f"expected a mapping of path to route, got {_kind(entries)}")
         )
-        return Ingress()
+        return Ingress(limits=limits)
     for path, body in entries.items():
         where = f"ingress.routes.{path}"
         if not isinstance(path, str) or not path:
@@ -155,7 +240,7 @@ def _convert_ingress(data: object, problems: list[Problem]) -> Ingress:
             )
         except msgspec.ValidationError as exc:
             problems.append(_validation_problem(where, IngressRoute, str(exc)))
-    return Ingress(routes=routes)
+    return Ingress(routes=routes, limits=limits)
 
 
 def _convert_section(
@@ -177,7 +262,10 @@ def _convert_section(
                 body if body is not None else {}, spec, dec_hook=_dec_hook
             )
         except msgspec.ValidationError as exc:
-            problems.append(_validation_problem(path, spec, str(exc)))
+            problems.append(
+                _keyed_problem(path, spec, body, str(exc))
+                or _validation_problem(path, spec, str(exc))
+            )
             if spec in (Exchange, Queue):
                 # A stand-in keeps the name known, so the reference checks that
                 # follow still run without reporting it as missing.
@@ -188,7 +276,30 @@ def _convert_section(
 def _dec_hook(target: type, value: Any) -> Any:
     if target is Duration:
         return Duration.parse(value)
+    if target is ByteSize:
+        return ByteSize.parse(value)
+    if target is Rate:
+        return Rate.parse(value)
     raise NotImplementedError(f"unsupported type {target!r}")
+
+
+def _keyed_problem(prefix: str, spec: type, body: object, message: str) -> Problem | None:
+    """msgspec writes a mapping's value as `[...]` (`$.handler_rates[...].rate`): find
+    which key by converting each value alone, so the problem names it."""
+    field, marked, _ = message.partition(" - at `$.")[2].partition("[...]")
+    if not marked or not field.isidentifier() or not isinstance(body, Mapping):
+        return None
+    entries = body.get(field)
+    hint = get_type_hints(spec).get(field)
+    if not isinstance(entries, Mapping) or get_origin(hint) is not dict:
+        return None
+    value_type = get_args(hint)[1]
+    for key, value in entries.items():
+        try:
+            msgspec.convert(value, value_type, dec_hook=_dec_hook)
+        except msgspec.ValidationError as exc:
+            return _validation_problem(f"{prefix}.{field}.{key}", value_type, str(exc))
+    return None
 
 
 def _validation_problem(prefix: str, spec: type, message: str) -> Problem:

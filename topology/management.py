@@ -1,14 +1,20 @@
 """A small client for the RabbitMQ management HTTP API, bound to one vhost.
 
 `plan` reads the live broker through it, `topology.record` peeks at the last
-applied topology, and the dead-letter tooling lists and inspects queues. Every
-failure to talk to the API becomes `BrokerUnreachable` with one line saying how
-to fix it; callers never see an httpx exception.
+applied topology, `apply` keeps the broker users of `access.users`, and the
+dead-letter tooling lists and inspects queues. Every failure to talk to the API
+becomes `BrokerUnreachable` with one line saying how to fix it; callers never
+see an httpx exception.
+
+Over https the API's certificate is checked against the CA its URL names
+(``https://rabbit:15671?cafile=/ca.pem``), else the one the AMQP URL names, else
+the system's; a client certificate is sent when one is named (see `topology.tls`).
 """
 
 from __future__ import annotations
 
 import base64
+import ssl
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
@@ -16,7 +22,8 @@ from urllib.parse import quote, unquote, urlsplit
 import httpx
 import msgspec
 
-from topology.errors import BrokerUnreachable
+from topology.errors import BrokerRefused, BrokerUnreachable, ManagementRefused
+from topology.tls import TlsFiles, handshake_problem, ssl_context, tls_files, unreadable_file
 
 DEFAULT_PORT = 15672
 DEFAULT_TLS_PORT = 15671
@@ -83,6 +90,40 @@ class PeekedMessage(msgspec.Struct, frozen=True, kw_only=True):
     redelivered: bool = False
 
 
+class UserInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A broker user (global: every vhost sees the same); `tags` is a list since 3.9."""
+
+    name: str
+    tags: list[str] | str = []
+    password_hash: str = ""
+    hashing_algorithm: str = ""
+
+    @property
+    def tag_list(self) -> list[str]:
+        """The tags as a list (older brokers send one comma-separated string)."""
+        if isinstance(self.tags, str):
+            return [t for t in self.tags.split(",") if t]
+        return list(self.tags)
+
+
+class PermissionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's configure, write and read expressions on one vhost."""
+
+    user: str
+    configure: str = ""
+    write: str = ""
+    read: str = ""
+
+
+class TopicPermissionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's routing-key expressions on one topic exchange of one vhost."""
+
+    user: str
+    exchange: str
+    write: str = ""
+    read: str = ""
+
+
 class _RawMessage(msgspec.Struct, kw_only=True):
     payload: str
     payload_encoding: str = "string"
@@ -120,14 +161,20 @@ class Management:
 
     Args:
         url: the API's base URL; credentials in it are used for basic auth
-            (default guest/guest).
+            (default guest/guest), and over https its query may name TLS files.
         vhost: the vhost every call reads.
         timeout: seconds to wait for each answer.
+        tls: the CA and client certificate for https (default: those `url` names).
 
     Use it as a context manager, or call `close()`.
+
+    Raises:
+        BrokerRefused: a TLS file cannot be read or is not a certificate or key.
     """
 
-    def __init__(self, url: str, vhost: str = "/", *, timeout: float = 10.0):
+    def __init__(
+        self, url: str, vhost: str = "/", *, timeout: float = 10.0, tls: TlsFiles | None = None
+    ):
         parts = urlsplit(url)
         netloc = parts.netloc.rpartition("@")[2]
         self.base_url = f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
@@ -135,8 +182,12 @@ class Management:
         self.user = unquote(parts.username) if parts.username is not None else "guest"
         password = unquote(parts.password) if parts.password is not None else "guest"
         self._timeout = timeout
+        #: What an https API's certificate is checked against (True: the system's CAs).
+        self.verify: ssl.SSLContext | bool = True
+        if parts.scheme == "https":
+            self.verify = _verify(self.base_url, tls if tls is not None else tls_files(url))
         self._client = httpx.Client(
-            base_url=self.base_url, auth=(self.user, password), timeout=timeout
+            base_url=self.base_url, auth=(self.user, password), timeout=timeout, verify=self.verify
         )
 
     @classmethod
@@ -156,7 +207,8 @@ class Management:
                 credentials = amqp.netloc.rpartition("@")[0]
                 parts = urlsplit(url)
                 url = parts._replace(netloc=f"{credentials}@{parts.netloc}").geturl()
-        return cls(url, vhost_from(amqp_url))
+        own = tls_files(url)
+        return cls(url, vhost_from(amqp_url), tls=own if own.given else tls_files(amqp_url))
 
     def queues(self) -> list[QueueInfo]:
         """Every queue of the vhost."""
@@ -176,6 +228,69 @@ class Management:
     def bindings(self) -> list[BindingInfo]:
         """Every binding of the vhost, those of the default exchange included."""
         return msgspec.json.decode(self._list("bindings"), type=list[BindingInfo])
+
+    def users(self) -> list[UserInfo]:
+        """Every user of the broker (needs the `administrator` tag)."""
+        response = self._request("GET", "/api/users", needs="administrator")
+        return msgspec.json.decode(response.content, type=list[UserInfo])
+
+    def permissions(self) -> list[PermissionInfo]:
+        """Every user's permissions on the vhost (needs the `administrator` tag)."""
+        content = self._vhost_get(f"/api/vhosts/{self._vhost}/permissions", needs="administrator")
+        return msgspec.json.decode(content, type=list[PermissionInfo])
+
+    def topic_permissions(self) -> list[TopicPermissionInfo]:
+        """Every user's topic permissions on the vhost (needs the `administrator` tag)."""
+        content = self._vhost_get(
+            f"/api/vhosts/{self._vhost}/topic-permissions", needs="administrator"
+        )
+        return msgspec.json.decode(content, type=list[TopicPermissionInfo])
+
+    def put_user(
+        self,
+        name: str,
+        *,
+        tags: list[str],
+        password: str | None = None,
+        password_hash: str | None = None,
+        hashing_algorithm: str | None = None,
+    ) -> None:
+        """Create or update a user. Without a password (or a hash to keep) the broker
+        clears it, so an update that keeps the password passes the current hash."""
+        body: dict[str, Any] = {"tags": ",".join(tags)}
+        if password is not None:
+            body["password"] = password
+        elif password_hash is not None:
+            body["password_hash"] = password_hash
+            if hashing_algorithm:
+                body["hashing_algorithm"] = hashing_algorithm
+        self._change("PUT", f"/api/users/{_part(name)}", body)
+
+    def put_permissions(self, user: str, *, configure: str, write: str, read: str) -> None:
+        """Set a user's permissions on the vhost."""
+        self._change(
+            "PUT",
+            f"/api/permissions/{self._vhost}/{_part(user)}",
+            {"configure": configure, "write": write, "read": read},
+        )
+
+    def delete_permissions(self, user: str) -> None:
+        """Take away a user's permissions on the vhost (absent ones are no error)."""
+        self._change("DELETE", f"/api/permissions/{self._vhost}/{_part(user)}")
+
+    def put_topic_permission(self, user: str, *, exchange: str, write: str, read: str) -> None:
+        """Set a user's topic permission on one exchange of the vhost."""
+        self._change(
+            "PUT",
+            f"/api/topic-permissions/{self._vhost}/{_part(user)}",
+            {"exchange": exchange, "write": write, "read": read},
+        )
+
+    def delete_topic_permission(self, user: str, exchange: str) -> None:
+        """Take away a user's topic permission on one exchange of the vhost."""
+        self._change(
+            "DELETE", f"/api/topic-permissions/{self._vhost}/{_part(user)}/{_part(exchange)}"
+        )
 
     def peek(self, queue: str, count: int = 1) -> list[PeekedMessage] | None:
         """Up to `count` messages from the head of a queue, left in the queue.
@@ -230,7 +345,11 @@ class Management:
         return _part(self.vhost)
 
     def _list(self, kind: str) -> bytes:
-        response = self._request("GET", f"/api/{kind}/{self._vhost}")
+        return self._vhost_get(f"/api/{kind}/{self._vhost}")
+
+    def _vhost_get(self, path: str, *, needs: str = "management") -> bytes:
+        """A GET of something of the vhost; a 404 means the vhost does not exist."""
+        response = self._request("GET", path, needs=needs)
         if response.status_code == httpx.codes.NOT_FOUND:
             raise BrokerUnreachable(
                 f"vhost {self.vhost!r} does not exist on the broker at {self.base_url} "
@@ -238,12 +357,35 @@ class Management:
             )
         return response.content
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        """One call; any failure but 404 raises BrokerUnreachable."""
+    def _change(self, method: str, path: str, body: dict[str, Any] | None = None) -> None:
+        """A write (needs the `administrator` tag); a 404 on a DELETE means already gone."""
+        response = self._request(method, path, json=body, needs="administrator")
+        if response.status_code == httpx.codes.NOT_FOUND and method != "DELETE":
+            raise BrokerUnreachable(
+                f"the RabbitMQ management API at {self.base_url} answered 404 to "
+                f"{method} {path}: {response.text.strip()[:200]}"
+            )
+
+    def _request(
+        self, method: str, path: str, *, needs: str = "management", **kwargs: Any
+    ) -> httpx.Response:
+        """One call; any failure but 404 raises BrokerUnreachable (a refused user,
+        ManagementRefused); `needs` is the tag the call takes, for that message."""
         where = f"the RabbitMQ management API at {self.base_url}"
         try:
-            response = self._client.request(method, path, **kwargs)
+            try:
+                response = self._client.request(method, path, **kwargs)
+            except httpx.RemoteProtocolError:
+                # The server closed a kept-alive connection as this request went out
+                # (RabbitMQ 4's web server does so after some requests on one): once
+                # more, on a new connection, unless the request may not be repeated.
+                if method == "POST":
+                    raise
+                response = self._client.request(method, path, **kwargs)
         except httpx.ConnectError as exc:
+            tls = handshake_problem(where, exc)
+            if tls is not None:
+                raise BrokerRefused(tls) from None
             reason = "connection refused" if "refused" in str(exc).lower() else str(exc)
             raise BrokerUnreachable(f"cannot reach {where}: {reason} ({_ENABLE_HINT})") from None
         except httpx.TimeoutException:
@@ -253,10 +395,10 @@ class Management:
         except httpx.HTTPError as exc:
             raise BrokerUnreachable(f"cannot reach {where}: {exc}") from None
         if response.status_code in (httpx.codes.UNAUTHORIZED, httpx.codes.FORBIDDEN):
-            raise BrokerUnreachable(
+            raise ManagementRefused(
                 f"{where} refused user {self.user!r} ({response.status_code}): check the "
-                "credentials in --url or --management-url, and that the user has the "
-                "'management' tag"
+                f"credentials in --url or --management-url, and that the user has the "
+                f"{needs!r} tag"
             )
         if response.is_error and response.status_code != httpx.codes.NOT_FOUND:
             raise BrokerUnreachable(
@@ -264,6 +406,18 @@ class Management:
                 f"{response.text.strip()[:200]}"
             )
         return response
+
+
+def _verify(base_url: str, files: TlsFiles) -> ssl.SSLContext:
+    """The ssl context for an https API; a file that cannot be used is BrokerRefused."""
+    where = f"the RabbitMQ management API at {base_url}"
+    unreadable = unreadable_file(files)
+    if unreadable is not None:
+        raise BrokerRefused(f"cannot connect to {where}: {unreadable}")
+    try:
+        return ssl_context(files)
+    except (ssl.SSLError, OSError) as exc:
+        raise BrokerRefused(f"cannot use the TLS files for {where}: {exc}") from None
 
 
 def _part(name: str) -> str:

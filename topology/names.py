@@ -7,6 +7,7 @@ from topology.duration import Duration
 RETRY_INFIX = ".retry."
 WEBHOOK_PREFIX = "webhook."
 DEAD_SUFFIX = ".dead"
+FAILURES_SUFFIX = ".failures"
 #: The queue holding the last applied topology (see `topology.record`).
 RECORD_QUEUE = "fleet.topology"
 
@@ -20,6 +21,17 @@ def retry_queue(queue: str, delay: Duration) -> str:
 def dead_letter_queue(queue: str) -> str:
     """``inventory`` → ``inventory.dead``: where messages that cannot be processed are parked."""
     return f"{queue}{DEAD_SUFFIX}"
+
+
+def failure_exchange(queue: str) -> str:
+    """``inventory`` → ``inventory.failures``: the direct exchange a queue's consumers publish
+    their failure copies to (a retry, a parked message, a recounted one), each routed by the
+    target queue's name to that queue alone.
+
+    Not the default exchange: publishing there needs write on ``amq.default``, which would
+    let a process put messages into any queue of the vhost.
+    """
+    return f"{queue}{FAILURES_SUFFIX}"
 
 
 def is_derived(name: str) -> bool:
@@ -39,3 +51,23 @@ def webhook_queue(subscription: str) -> str:
     """``notifications`` → ``webhook.notifications``: the queue a webhook subscription's
     dispatcher consumes (with retry tiers and a dead-letter queue like any work queue)."""
     return f"{WEBHOOK_PREFIX}{subscription}"
+
+
+#: The processes besides the workers that get a broker user of their own under
+#: `access.users`.
+INGRESS_PROCESS = "ingress"
+WEBHOOKS_PROCESS = "webhooks"
+OUTBOX_PROCESS = "outbox"
+PASSWORD_VARIABLE_PREFIX = "FLEET_PASSWORD_"
+
+
+def broker_user(prefix: str, process: str) -> str:
+    """``fleet-`` + ``orders`` → ``fleet-orders``: the RabbitMQ user of a worker, or of the
+    ingress or webhook dispatcher, under `access.users`."""
+    return f"{prefix}{process}"
+
+
+def password_variable(user: str) -> str:
+    """``fleet-orders`` → ``FLEET_PASSWORD_FLEET_ORDERS``: the environment variable holding
+    that user's password (upper case, every character but letters and digits an ``_``)."""
+    return PASSWORD_VARIABLE_PREFIX + "".join(c if c.isalnum() else "_" for c in user.upper())

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 DEFAULT_AMQP_PORT = 5672
 DEFAULT_AMQPS_PORT = 5671
@@ -58,3 +58,14 @@ def first_reachable(urls: str, *, timeout: float = 2.0) -> str:
         except OSError:
             continue
     return candidates[0]
+
+
+def with_credentials(url: str, user: str, password: str | None = None) -> str:
+    """`url` with its user (and password, if given) replaced, both percent-encoded:
+    ``amqp://guest:guest@rabbit/shop`` + fleet-orders → ``amqp://fleet-orders@rabbit/shop``."""
+    parts = urlsplit(url)
+    credentials = quote(user, safe="")
+    if password is not None:
+        credentials += ":" + quote(password, safe="")
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{credentials}@{host}"))

@@ -14,20 +14,28 @@ hand) if it did.
 
 RabbitMQ cannot change a queue's or exchange's type, durability or arguments
 in place, so a `change` or `drift` of an existing one needs a recreate.
+
+Broker users (`access.users`) follow the same table, all in place: a user
+fleet made that the file no longer has is a `remove` (apply revokes its
+permissions on the vhost). A user's password is checked against the broker's
+hash when the caller knows it; a different one is a `change`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, TypeVar
 
 import msgspec
 
-from topology.names import RECORD_QUEUE
-from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
+from topology.grants import user_differences
+from topology.names import RECORD_QUEUE, password_variable
+from topology.passwords import password_matches
+from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources, UserDecl
+from topology.streams import RETENTION_ARGUMENTS
 
 ChangeKind = Literal["create", "change", "drift", "unmanaged", "remove"]
-Resource: TypeAlias = ExchangeDecl | QueueDecl | BindingDecl
+Resource: TypeAlias = ExchangeDecl | QueueDecl | BindingDecl | UserDecl
 
 SYMBOLS: dict[ChangeKind, str] = {
     "create": "+",
@@ -38,6 +46,11 @@ SYMBOLS: dict[ChangeKind, str] = {
 }
 NO_CHANGES = "No changes: the broker matches the topology."
 ABSENT = "absent on the broker: deleted by hand since the last apply"
+PASSWORD_DIFFERS = "password: the broker's is not the one given"
+REVOKED = (
+    "no longer in the topology file: apply revokes its permissions on this vhost "
+    "(the user itself is left: users are global)"
+)
 
 _PLANNED: dict[ChangeKind, str] = {
     "create": "to create",
@@ -45,6 +58,13 @@ _PLANNED: dict[ChangeKind, str] = {
     "drift": "drifted",
     "remove": "to remove",
 }
+#: Why fleet does not change a stream's retention itself: redeclaring cannot, and
+#: a recreate deletes the log it is meant to keep.
+STREAM_RETENTION_NOTE = (
+    "a stream's retention cannot change in place: --recreate deletes its log; to keep "
+    "it, set a RabbitMQ policy (max-age, max-length-bytes, stream-max-segment-size-bytes) "
+    "on it instead"
+)
 _MISSING: Any = object()
 _Named = TypeVar("_Named", ExchangeDecl, QueueDecl)
 
@@ -88,7 +108,7 @@ class Change(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Plan(msgspec.Struct, frozen=True):
-    """Every change, in the order apply makes them: exchanges, queues, bindings."""
+    """Every change, in the order apply makes them: exchanges, queues, bindings, users."""
 
     changes: list[Change] = []
 
@@ -127,13 +147,20 @@ class Plan(msgspec.Struct, frozen=True):
         return f"Plan: {', '.join(parts)}.{recreate}{aside}"
 
 
-def plan(desired: Resources, live: Resources, record: Resources | None) -> Plan:
+def plan(
+    desired: Resources,
+    live: Resources,
+    record: Resources | None,
+    passwords: Mapping[str, str] | None = None,
+) -> Plan:
     """What it takes to make `live` match `desired`, knowing what was last applied.
 
     Args:
         desired: what the topology file expands to.
-        live: what the broker holds now.
+        live: what the broker holds now (its users: those of `desired` and the record).
         record: what fleet last applied there, or None if it never did.
+        passwords: the users' passwords, where known; each is checked against the
+            broker's hash, and a user to create without one gets a note saying so.
     """
     return Plan(
         [
@@ -152,6 +179,7 @@ def plan(desired: Resources, live: Resources, record: Resources | None) -> Plan:
                 "a queue",
             ),
             *_bindings(desired.bindings, live.bindings, record.bindings if record else []),
+            *_users(desired.users, live.users, record.users if record else [], passwords),
         ]
     )
 
@@ -209,6 +237,56 @@ def _bindings(
     return changes
 
 
+def _users(
+    desired: Sequence[UserDecl],
+    live: Sequence[UserDecl],
+    record: Sequence[UserDecl],
+    passwords: Mapping[str, str] | None,
+) -> list[Change]:
+    on_broker = {u.name: u for u in live}
+    applied = {u.name: u for u in record}
+    changes: list[Change] = []
+    for want in sorted(desired, key=lambda u: u.name):
+        have = on_broker.get(want.name)
+        before = applied.get(want.name)
+        if have is None:
+            missing = _missing(want, applied=before is not None)
+            if passwords is not None and want.name not in passwords:
+                missing = msgspec.structs.replace(
+                    missing, differences=[*missing.differences, no_password(want.name)]
+                )
+            changes.append(missing)
+            continue
+        diffs = user_differences(have, want)
+        password = (passwords or {}).get(want.name)
+        if (
+            password is not None
+            and password_matches(password, have.password_hash, have.hashing_algorithm) is False
+        ):
+            diffs.append(PASSWORD_DIFFERS)
+        if diffs:
+            unchanged_file = before is not None and not user_differences(before, want)
+            drifted = unchanged_file and PASSWORD_DIFFERS not in diffs
+            changes.append(
+                Change(kind="drift" if drifted else "change", resource=want, differences=diffs)
+            )
+    for name, before in sorted(applied.items()):
+        have = on_broker.get(name)
+        if name not in {u.name for u in desired} and have is not None and _grants(have):
+            changes.append(Change(kind="remove", resource=before, differences=[REVOKED]))
+    return changes
+
+
+def no_password(user: str) -> str:
+    """The note on a user to create whose password is not known."""
+    return f"no password: set {password_variable(user)} or list it in --passwords-file"
+
+
+def _grants(user: UserDecl) -> bool:
+    """Whether the user may do anything on the vhost."""
+    return user.permissions is not None or bool(user.topics)
+
+
 def _missing(want: Resource, *, applied: bool) -> Change:
     """A declared object the broker lacks: new, or deleted by hand if fleet applied it."""
     if applied:
@@ -232,11 +310,15 @@ def _exchange_differences(old: ExchangeDecl, new: ExchangeDecl) -> list[str]:
 
 
 def _queue_differences(old: QueueDecl, new: QueueDecl) -> list[str]:
-    return [
+    differences = [
         *_field("type", old.type, new.type),
         *_field("durable", old.durable, new.durable),
         *_argument_differences(old.arguments, new.arguments),
     ]
+    retention = any(d.partition(":")[0] in RETENTION_ARGUMENTS for d in differences)
+    if differences and retention and old.type == new.type == "stream":
+        differences.append(STREAM_RETENTION_NOTE)
+    return differences
 
 
 def _argument_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
@@ -292,4 +374,6 @@ def _binding_order(binding: BindingDecl) -> tuple[str, str, str]:
 def _describe(resource: Resource) -> str:
     if isinstance(resource, BindingDecl):
         return resource.key
+    if isinstance(resource, UserDecl):
+        return f"{resource.key} ({resource.process})" if resource.process else resource.key
     return f"{resource.key} ({resource.type})"

@@ -4,6 +4,7 @@ from workers import Worker, Context, Retry, Reject
 """
 
 from workers.context import Context
+from workers.database import Database
 from workers.errors import PublishFailed, Reject, Retry, WorkerError, WorkerNotFound
 from workers.worker import Resources, Worker
 
@@ -12,6 +13,8 @@ __all__ = [
     "Context",
     "Resources",
     "Worker",
+    # What a handler may do with ctx.db
+    "Database",
     # Steering a message from a handler
     "Reject",
     "Retry",

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import structlog
+
+if TYPE_CHECKING:
+    from workers.database import Database
 
 
 class Context:
@@ -54,7 +58,9 @@ class Context:
         self._log: structlog.typing.FilteringBoundLogger | None = None
         #: The inbox transaction's connection (asyncpg) when the worker has a
         #: database: write through it and the writes commit with the processed mark.
-        self.db: Any = None
+        #: What a handler may call on it is `workers.database.Database`. Without
+        #: a database, using it raises DatabaseRequired naming the fix.
+        self.db: Database = no_database(worker)
 
     @property
     def log(self) -> structlog.typing.FilteringBoundLogger:
@@ -73,3 +79,33 @@ class Context:
             "type": self.event_type,
             "attempt": self.attempt,
         }
+
+
+@cache
+def no_database(worker: str) -> NoDatabase:
+    """The one `NoDatabase` of a worker (a Context is made per message)."""
+    return NoDatabase(worker)
+
+
+class NoDatabase:
+    """``ctx.db`` of a worker running without a database: any use says what to do.
+
+    A `Database` to the type checker (its ``__getattr__`` answers every name),
+    so handlers are checked the same with or without one.
+    """
+
+    __slots__ = ("_worker",)
+
+    def __init__(self, worker: str):
+        self._worker = worker
+
+    def __getattr__(self, name: str) -> Any:
+        from workers.errors import DatabaseRequired
+
+        raise DatabaseRequired(self._worker)
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return f"<no database for worker {self._worker!r}>"

@@ -25,15 +25,34 @@ from workers.runtime.deadletter import copy_properties
 from workers.runtime.publisher import Publisher
 
 #: Headers removed on replay, so the message starts over: fleet's failure
-#: record and the broker's own dead-lettering history.
+#: record and the broker's own dead-lettering history (RabbitMQ 4 adds the
+#: x-last-death-* headers; 3.x sets only x-death and x-first-death-*).
 RESET_HEADERS = (
     *h.FAILURE_HEADERS,
     "x-death",
     "x-first-death-exchange",
     "x-first-death-queue",
     "x-first-death-reason",
+    "x-last-death-exchange",
+    "x-last-death-queue",
+    "x-last-death-reason",
     "x-delivery-count",
 )
+
+
+def broker_reason(headers: dict[str, Any]) -> str:
+    """Why the broker itself dead-lettered a message: the reason of its latest death.
+
+    A message fleet retried through a delay tier has died before (``expired``, on
+    the way back from the tier), so the first death is not the last: RabbitMQ 4
+    says the last in x-last-death-reason; 3.x has no such header, but lists the
+    most recent death first in x-death.
+    """
+    latest = headers.get("x-last-death-reason")
+    deaths = headers.get("x-death")
+    if latest is None and isinstance(deaths, list) and deaths and isinstance(deaths[0], dict):
+        latest = deaths[0].get("reason")
+    return str(latest or headers.get("x-first-death-reason") or "unknown")
 
 
 @dataclass(frozen=True)
@@ -71,7 +90,7 @@ class ParkedMessage:
         reason = headers.get(h.REASON)
         if reason is None:
             # Parked by the broker itself (a quorum queue's delivery limit, a reject).
-            reason = f"{headers.get('x-first-death-reason', 'unknown')} (by the broker)"
+            reason = f"{broker_reason(headers)} (by the broker)"
         return cls(
             message_id=properties.get("message_id"),
             type=properties.get("type"),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
-import os
-import sys
 
-from topology import WorkerSpec, load
+from contracts import Registry
+from topology import Problem, Topology, WorkerSpec
 from workers.errors import WorkerNotFound
+from workers.project import register_contracts, searched
 from workers.worker import Worker
 
 
@@ -21,7 +20,10 @@ def load_worker(name: str, spec: WorkerSpec) -> Worker:
     try:
         module = importlib.import_module(spec.module)
     except ImportError as exc:
-        raise WorkerNotFound(f"worker {name!r}: cannot import {spec.module!r} ({exc})") from exc
+        raise WorkerNotFound(
+            f"worker {name!r}: cannot import {spec.module!r} ({exc}); searched {searched()}: "
+            f"run fleet in the project's directory, or fix workers.{name}.module"
+        ) from exc
     found = [w for w in vars(module).values() if isinstance(w, Worker)]
     for worker in found:
         if worker.name == name:
@@ -32,8 +34,30 @@ def load_worker(name: str, spec: WorkerSpec) -> Worker:
     )
 
 
-def load_exception_classes(name: str, dotted: list[str]) -> tuple[type[BaseException], ...]:
-    """Resolve `permanent_errors` entries such as ``decimal.InvalidOperation``.
+def load_workers(topology: Topology) -> tuple[dict[str, Worker], list[Problem]]:
+    """Each importable worker of the topology, and a problem for each that is not
+    (its module missing, holding no such Worker, or raising on import)."""
+    workers: dict[str, Worker] = {}
+    problems: list[Problem] = []
+    for name, spec in topology.workers.items():
+        path = f"workers.{name}.module"
+        try:
+            workers[name] = load_worker(name, spec)
+        except LookupError as exc:  # WorkerNotFound: no such module, or no such Worker in it
+            problems.append(Problem(path, str(exc)))
+        except Exception as exc:
+            # The module is the user's code: whatever it raises on import is a finding.
+            problems.append(
+                Problem(path, f"importing {spec.module!r} failed: {type(exc).__name__}: {exc}")
+            )
+    return workers, problems
+
+
+def load_exception_classes(
+    name: str, dotted: list[str], setting: str = "permanent_errors"
+) -> tuple[type[BaseException], ...]:
+    """Resolve `permanent_errors` (or `transient_errors`) entries such as
+    ``decimal.InvalidOperation``.
 
     Raises:
         WorkerNotFound: an entry does not name an importable exception class.
@@ -49,24 +73,22 @@ def load_exception_classes(name: str, dotted: list[str]) -> tuple[type[BaseExcep
                 found = None
         if not (isinstance(found, type) and issubclass(found, BaseException)):
             raise WorkerNotFound(
-                f"workers.{name}.permanent_errors[{i}]: {path!r} is not an importable "
-                "exception class"
+                f"workers.{name}.{setting}[{i}]: {path!r} is not an importable exception class"
             )
         classes.append(found)
     return tuple(classes)
 
 
-def import_contracts(topology_file: str | None) -> None:
-    """Register the reference contracts and those the topology's workers import.
+def import_contracts(topology: Topology) -> Registry:
+    """Register the fleet's contracts (see `workers.project`) and return the registry:
+    for commands that take events by wire name (`publish`, the ingress, `contracts`).
 
-    For commands that take events by wire name (`publish`, `ingress`); a worker
-    module that fails to import is left out, not fatal.
+    Raises:
+        WorkerNotFound: the topology lists no `contracts` modules and a worker's
+            module, whose handlers' contracts then count, cannot be imported.
+        ContractError: a listed contracts module cannot be imported.
     """
-    import contracts.fulfilment  # noqa: F401
-
-    sys.path.insert(0, os.getcwd())
-    with contextlib.suppress(Exception):
-        topology = load(topology_file)
-        for name, spec in topology.workers.items():
-            with contextlib.suppress(Exception):
-                load_worker(name, spec)
+    workers = None
+    if not topology.contracts:
+        workers = {name: load_worker(name, spec) for name, spec in topology.workers.items()}
+    return register_contracts(topology, workers)

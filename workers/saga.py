@@ -13,21 +13,24 @@ caused it, so the rows form a tree:
     └─ +1ms      orders     processed → OrderDeadline
 
 Reading only: `timeline` and `render` for `fleet saga show`, `sagas` for
-`fleet saga list`. The orders table (the reference fleet's) adds each saga's
-status when it exists.
+`fleet saga list`. Which events start and end a saga, and the status each end
+gives it, come from the topology's `sagas:` section, so this works for any
+choreography; without it, sagas have no status.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
 import asyncpg
 
-#: Events that end a saga of the reference fleet.
-TERMINAL = ("OrderConfirmed", "OrderCancelled")
+from topology.model import SagaSpec
+
+#: A saga's status before an ending event was emitted.
+PENDING = "pending"
 
 
 @dataclass(frozen=True)
@@ -45,15 +48,6 @@ class Step:
 
 
 @dataclass
-class Order:
-    """The reference fleet's view of the saga, when it has one."""
-
-    order_id: str
-    status: str
-    reason: str | None
-
-
-@dataclass
 class SagaSummary:
     """One line of `fleet saga list`."""
 
@@ -63,14 +57,18 @@ class SagaSummary:
     events: int
     retried: int
     dead_lettered: int
-    ended: datetime | None  # when the terminal event was emitted
-    order_id: str | None = None
+    #: The type of the saga's first recorded event.
+    first: str
+    #: When, and with which event, it ended; None while it runs.
+    ended: datetime | None
+    ending: str | None
+    #: The topology's name of the saga (`sagas:`) and the status its end gave it.
+    saga: str | None = None
     status: str | None = None
-    reason: str | None = None
 
     @property
     def duration_ms(self) -> float:
-        """First event to terminal event; to the latest event while still running."""
+        """First event to ending event; to the latest event while still running."""
         end = self.ended or self.last
         return (end - self.started).total_seconds() * 1000
 
@@ -81,20 +79,17 @@ class NoTimeline(Exception):
 
 async def resolve(db: Any, saga_id: str) -> str | None:
     """The correlation id for `saga_id`: itself if the timeline has it, else the saga of
-    the order with that id (orders table), else None."""
+    the message with that id, else None."""
     try:
         if await db.fetchval(
             "SELECT 1 FROM fleet_events WHERE correlation_id = $1 LIMIT 1", saga_id
         ):
             return saga_id
-    except asyncpg.UndefinedTableError:
-        raise NoTimeline() from None
-    try:
         found: str | None = await db.fetchval(
-            "SELECT correlation_id FROM orders WHERE order_id = $1", saga_id
+            "SELECT correlation_id FROM fleet_events WHERE message_id = $1 LIMIT 1", saga_id
         )
     except asyncpg.UndefinedTableError:
-        return None
+        raise NoTimeline() from None
     return found
 
 
@@ -108,17 +103,6 @@ async def timeline(db: Any, correlation_id: str) -> list[Step]:
     return [Step(**dict(row)) for row in rows]
 
 
-async def order_of(db: Any, correlation_id: str) -> Order | None:
-    try:
-        row = await db.fetchrow(
-            "SELECT order_id, status, reason FROM orders WHERE correlation_id = $1 LIMIT 1",
-            correlation_id,
-        )
-    except asyncpg.UndefinedTableError:
-        return None
-    return Order(**dict(row)) if row is not None else None
-
-
 _SAGAS = """
 WITH recent AS (
     SELECT DISTINCT correlation_id FROM fleet_events WHERE at >= now() - $1::interval
@@ -129,45 +113,59 @@ WITH recent AS (
            count(*) AS events,
            count(*) FILTER (WHERE e.outcome = 'retried') AS retried,
            count(*) FILTER (WHERE e.outcome = 'dead-lettered') AS dead_lettered,
-           min(e.at) FILTER (WHERE e.outcome = 'processed' AND e.emitted && $2::text[]) AS ended
+           (array_agg(e.type ORDER BY e.at, e.id))[1] AS first
     FROM fleet_events e JOIN recent USING (correlation_id)
     GROUP BY e.correlation_id
+), endings AS (
+    SELECT DISTINCT ON (e.correlation_id) e.correlation_id, x.type AS ending, e.at AS ended
+    FROM fleet_events e JOIN recent USING (correlation_id), unnest(e.emitted) AS x(type)
+    WHERE e.outcome = 'processed' AND x.type = ANY($2::text[])
+    ORDER BY e.correlation_id, e.at, e.id
 )
+SELECT s.*, n.ending, n.ended
+FROM sagas s LEFT JOIN endings n USING (correlation_id)
+WHERE $3::text[] IS NULL OR n.ending = ANY($3::text[]) OR ($4 AND n.ending IS NULL)
+ORDER BY s.started DESC LIMIT $5
 """
 
 
 async def sagas(
-    db: Any, *, since: timedelta, status: str | None = None, limit: int = 50
+    db: Any,
+    *,
+    declared: Mapping[str, SagaSpec],
+    since: timedelta,
+    status: str | None = None,
+    limit: int = 50,
 ) -> list[SagaSummary]:
-    """The sagas with events in the last `since`, newest first.
+    """The sagas with events in the last `since`, newest first, with the status their
+    ending event gives them by the topology's `declared` sagas.
 
     Raises:
         NoTimeline: there is no fleet_events table.
-        LookupError: `status` was asked for and there is no orders table.
+        LookupError: `status` is none that `declared` names (nor `pending`).
     """
-    with_orders = (
-        _SAGAS
-        + """
-        SELECT s.*, o.order_id, o.status, o.reason
-        FROM sagas s LEFT JOIN orders o ON o.correlation_id = s.correlation_id
-        WHERE $3::text IS NULL OR o.status = $3
-        ORDER BY s.started DESC LIMIT $4
-        """
-    )
+    endings = {event: (name, st) for name, spec in declared.items() for event, st in
+               spec.ending().items()}  # fmt: skip
+    wanted: list[str] | None = None
+    if status is not None:
+        known = {st for _, st in endings.values()}
+        if status != PENDING and status not in known:
+            choices = ", ".join(sorted(known | {PENDING})) if endings else "none: add `sagas:`"
+            raise LookupError(f"no saga ends with status {status!r} (the topology's: {choices})")
+        wanted = [event for event, (_, st) in endings.items() if st == status]
     try:
-        rows = await db.fetch(with_orders, since, list(TERMINAL), status, limit)
-    except asyncpg.UndefinedTableError as error:
-        if "fleet_events" in str(error):
-            raise NoTimeline() from None
-        if status is not None:
-            raise LookupError("--status needs the reference fleet's orders table") from None
-        rows = await db.fetch(
-            _SAGAS + "SELECT s.* FROM sagas s ORDER BY s.started DESC LIMIT $3",
-            since,
-            list(TERMINAL),
-            limit,
-        )
-    return [SagaSummary(**dict(row)) for row in rows]
+        rows = await db.fetch(_SAGAS, since, list(endings), wanted, status == PENDING, limit)
+    except asyncpg.UndefinedTableError:
+        raise NoTimeline() from None
+    summaries = [SagaSummary(**dict(row)) for row in rows]
+    starts = {spec.starts: name for name, spec in declared.items()}
+    for summary in summaries:
+        if summary.ending is not None:
+            summary.saga, summary.status = endings[summary.ending]
+        else:
+            summary.saga = starts.get(summary.first)
+            summary.status = PENDING if summary.saga is not None else None
+    return summaries
 
 
 # -- the causation tree -----------------------------------------------------------

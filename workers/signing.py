@@ -1,5 +1,6 @@
 """Checks shared by every signed or secret-bearing request: constant-time
-matching against several secrets, and a signed timestamp's freshness."""
+matching against several secrets, a signed timestamp's freshness, and the
+bytes of a header or secret that may not be valid UTF-8."""
 
 from __future__ import annotations
 
@@ -21,6 +22,20 @@ def matches_any(given: Sequence[bytes], expected: Iterable[bytes]) -> bool:
     return matched
 
 
+def as_bytes(text: str) -> bytes:
+    """The bytes of a header value or secret, whatever it holds.
+
+    aiohttp decodes header bytes that are not UTF-8 with ``surrogateescape``,
+    and so does Python for environment variables: this gives those bytes back
+    (and any other lone surrogate as UTF-8 would spell it), where a plain
+    ``str.encode()`` raises UnicodeEncodeError.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "surrogatepass")
+
+
 def timestamp_problem(text: str, *, now: float | None, tolerance: float) -> str | None:
     """What is wrong with a signed Unix timestamp (seconds), or None if it lies
     within `tolerance` seconds of `now` (default: the clock), either way."""
@@ -29,6 +44,10 @@ def timestamp_problem(text: str, *, now: float | None, tolerance: float) -> str 
     except ValueError:
         return "is not an integer"
     current = time.time() if now is None else now
-    if abs(current - sent) > tolerance:
+    try:
+        skew = abs(current - sent)
+    except OverflowError:  # an integer past any float: centuries away
+        return "is too old or in the future"
+    if skew > tolerance:
         return "is too old or in the future"
     return None

@@ -13,13 +13,12 @@ receivers rotate.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import secrets as random_secrets
 from collections.abc import Mapping, Sequence
 
-from workers.signing import matches_any, timestamp_problem
+from workers.signing import as_bytes, matches_any, timestamp_problem
 
 #: How far a timestamp may be from now, either way (seconds), before it is refused.
 TOLERANCE_SECONDS = 300
@@ -43,7 +42,7 @@ def webhook_key(secret: str) -> bytes:
     raw = secret.removeprefix(SECRET_PREFIX)
     try:
         return base64.b64decode(raw, validate=True)
-    except binascii.Error:
+    except ValueError:  # binascii.Error, or characters that are not ASCII
         raise InvalidSecret("a Standard Webhooks secret is not valid base64") from None
 
 
@@ -54,7 +53,7 @@ def new_secret() -> str:
 
 def sign(secret: str, message_id: str, timestamp: int | str, body: bytes) -> str:
     """The ``v1,<base64>`` signature of one message with one secret."""
-    signed = f"{message_id}.{timestamp}.".encode() + body
+    signed = as_bytes(f"{message_id}.{timestamp}.") + body
     digest = hmac.new(webhook_key(secret), signed, hashlib.sha256).digest()
     return "v1," + base64.b64encode(digest).decode()
 
@@ -93,7 +92,7 @@ def verify(
     problem = timestamp_problem(timestamp, now=now, tolerance=tolerance)
     if problem is not None:
         raise InvalidSignature(f"webhook-timestamp {problem}")
-    given = [s.partition(",")[2].encode() for s in signatures.split() if s.startswith("v1,")]
+    given = [as_bytes(s.partition(",")[2]) for s in signatures.split() if s.startswith("v1,")]
     expected = (
         sign(secret, message_id, timestamp, body).partition(",")[2].encode() for secret in secrets
     )

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import structlog
@@ -31,6 +32,8 @@ class Child:
 
     name: str
     command: Sequence[str]
+    #: Added to the supervisor's environment for this child.
+    env: Mapping[str, str] | None = None
     process: asyncio.subprocess.Process | None = None
     restarts: int = 0
     started_at: float = 0.0
@@ -68,7 +71,9 @@ class Supervisor:
             # A session of its own: a Ctrl-C on the terminal reaches the supervisor
             # only, which then stops each child once, gracefully.
             child.process = await asyncio.create_subprocess_exec(
-                *child.command, start_new_session=True
+                *child.command,
+                start_new_session=True,
+                env={**os.environ, **child.env} if child.env else None,
             )
             child.started_at = time.monotonic()
             log.info(
@@ -120,6 +125,14 @@ def fleet_command(
     return command
 
 
+def process_command(command: Sequence[str], log_format: str) -> list[str]:
+    """A topology `processes` entry's command line: ``fleet ...`` runs this fleet's
+    own CLI in this interpreter (so a venv's fleet need not be on PATH)."""
+    if command and command[0] == "fleet":
+        return [sys.executable, "-m", "workers.cli", "--log-format", log_format, *command[1:]]
+    return list(command)
+
+
 def worker_command(
     name: str,
     topology_file: str | None,
@@ -137,6 +150,16 @@ def worker_command(
 def webhooks_command(topology_file: str | None, url: str, log_format: str) -> list[str]:
     """The `fleet webhooks run` command line: every subscription in one process."""
     return fleet_command(log_format, topology_file, url, "webhooks", "run")
+
+
+def outbox_command(
+    topology_file: str | None, url: str, log_format: str, metrics_port: int
+) -> list[str]:
+    """The `fleet outbox run` command line (its database from the topology's
+    `outbox.database_env`)."""
+    return fleet_command(
+        log_format, topology_file, url, "outbox", "run", "--metrics-port", str(metrics_port)
+    )
 
 
 def ingress_command(topology_file: str | None, url: str, log_format: str, port: int) -> list[str]:

@@ -62,13 +62,18 @@ class Worker:
 
     Args:
         name: the worker's name in the topology file.
+        database: its handlers keep state through ``ctx.db``: the worker refuses
+            to start without a database, saying so, rather than fail every message.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, *, database: bool = False):
         self.name = name
+        self.needs_database = database
         self._handlers: dict[type[Event], HandlerSpec[Any]] = {}
         self._by_wire: dict[tuple[str, int], HandlerSpec[Any]] = {}
         self._by_routing_key: dict[str, HandlerSpec[Any]] = {}
+        #: wire name → version → handler: looked up per delivery of another version.
+        self._versions: dict[str, dict[int, HandlerSpec[Any]]] = {}
         self.startup_hooks: list[Hook] = []
         self.shutdown_hooks: list[Hook] = []
 
@@ -95,6 +100,7 @@ class Worker:
             spec = HandlerSpec(event_type, function, emitted)
             self._handlers[event_type] = spec
             self._by_wire[(event_type.__wire_name__, event_type.__version__)] = spec
+            self._versions.setdefault(event_type.__wire_name__, {})[event_type.__version__] = spec
             self._by_routing_key.setdefault(event_type.__routing_key__, spec)
             return function
 
@@ -120,6 +126,14 @@ class Worker:
         """The handler for a wire name and version, if this worker has one."""
         return self._by_wire.get((wire_name, version))
 
+    def versions_handled(self, wire_name: str) -> dict[int, HandlerSpec[Any]]:
+        """The handlers of every version of one contract this worker takes, by version."""
+        return dict(self._versions.get(wire_name, {}))
+
+    def handles_contract(self, wire_name: str) -> bool:
+        """Whether this worker takes some version of the contract (no copy made)."""
+        return wire_name in self._versions
+
     def handler_for_routing_key(self, routing_key: str) -> HandlerSpec[Any] | None:
         """The handler whose event declares this routing key (for messages without `type`)."""
         return self._by_routing_key.get(routing_key)
@@ -137,7 +151,11 @@ class Worker:
 
 
 def _route(event_type: type[Event]) -> EventRoute:
-    return EventRoute(name=event_type.__wire_name__, routing_key=event_type.__routing_key__)
+    return EventRoute(
+        name=event_type.__wire_name__,
+        routing_key=event_type.__routing_key__,
+        version=event_type.__version__,
+    )
 
 
 def _is_sequence(origin: object) -> bool:

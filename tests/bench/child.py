@@ -23,6 +23,7 @@ CONTENDERS: dict[str, str] = {
     "aio-pika": "tests.bench.contenders.aiopika",
     "faststream": "tests.bench.contenders.faststream",
     "pacer": "tests.bench.contenders.pacer",
+    "outbox": "tests.bench.contenders.outbox",
 }
 
 

@@ -18,6 +18,7 @@ class Sizes:
         publish: messages each publisher sends with confirms.
         rss_idle_seconds: how long a latency consumer is watched idling before its load.
         inbox: messages per drain with and without the PostgreSQL inbox.
+        outbox: producer transactions per measurement, with and without the outbox.
     """
 
     drain: int
@@ -27,6 +28,7 @@ class Sizes:
     publish: int
     rss_idle_seconds: float
     inbox: int
+    outbox: int
 
 
 DEFAULT = Sizes(
@@ -37,6 +39,7 @@ DEFAULT = Sizes(
     publish=15_000,
     rss_idle_seconds=1.0,
     inbox=10_000,
+    outbox=10_000,
 )
 # Starting a fleet or FastStream process costs ~0.8 s of imports (overlapped
 # with the pre-fill, but still longer), so --quick keeps every measurement short.
@@ -48,6 +51,7 @@ QUICK = Sizes(
     publish=2_000,
     rss_idle_seconds=0.3,
     inbox=1_500,
+    outbox=1_500,
 )
 DEFAULT_ROUNDS = 5
 QUICK_ROUNDS = 3

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 ORDERS = "orders"  # exchange OrderPlaced is published to (publish scenario)
 INVENTORY = "inventory"  # exchange the saga step's StockReserved goes to
+OUTBOX = "bench-outbox"  # exchange the outbox latency's relay publishes to (→ LATENCY)
 
 DRAIN = "bench-drain"  # pre-filled, drained by every consumer scenario
 LATENCY = "bench-latency"  # fed by the paced publisher
@@ -38,9 +39,13 @@ version: 1
 exchanges:
   {ORDERS}: {{type: topic}}
   {INVENTORY}: {{type: topic}}
+  {OUTBOX}: {{type: topic}}
 queues:
   {DRAIN}: {{type: classic, retry: {{attempts: 1, delays: [5s]}}}}
-  {LATENCY}: {{type: classic, retry: {{attempts: 1, delays: [5s]}}}}
+  {LATENCY}:
+    type: classic
+    retry: {{attempts: 1, delays: [5s]}}
+    bind: [{{exchange: {OUTBOX}, routing_key: order.placed}}]
   {FOLLOW}:
     type: classic
     bind: [{{exchange: {INVENTORY}, routing_key: stock.reserved}}]

@@ -18,19 +18,24 @@ class Entrant:
         contender: the child's contender key (`child.CONTENDERS`).
         loop: the event loop its process runs on.
         extra: informational, left out of --quick runs.
+        fastpath: fleet's fast path on (False: aiormq's public API only).
     """
 
     label: str
     contender: str
     loop: str = "asyncio"
     extra: bool = False
+    fastpath: bool = True
 
     def job(self, **fields: Any) -> Job:
-        return Job(contender=self.contender, loop=self.loop, **fields)
+        return Job(contender=self.contender, loop=self.loop, fastpath=self.fastpath, **fields)
 
 
 # fleet runs on uvloop through workers.runtime.loop.run, as `fleet worker run` does.
 FLEET = Entrant("fleet", "fleet", "uvloop")
+# The same runtime on aiormq's public API only (FLEET_AMQP_FASTPATH=0): what the
+# fast path (workers/runtime/fastpath) is worth.
+FLEET_PUBLIC_API = Entrant("fleet public API", "fleet", "uvloop", extra=True, fastpath=False)
 # The baseline: what a careful user writes with aio-pika, on the default loop.
 AIO_PIKA = Entrant("aio-pika", "aio-pika")
 # The same code on uvloop, to show how much of a difference is the loop alone.

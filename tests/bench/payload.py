@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from fulfilment.contracts.inventory import StockReserved
+from fulfilment.contracts.orders import OrderLine, OrderPlaced
 from pamqp.commands import Basic
 
 from contracts import encode
-from contracts.fulfilment.inventory import StockReserved
-from contracts.fulfilment.orders import OrderLine, OrderPlaced
 
 JSON = "application/json"
 PERSISTENT = 2
@@ -37,7 +37,7 @@ BODY: bytes = encode(ORDER)
 
 def properties(message_id: str, *, sent_ns: int | None = None) -> Basic.Properties:
     """fleet's wire-format properties for one OrderPlaced."""
-    headers: dict[str, object] = {"version": 1}
+    headers: dict[str, object] = {"version": ORDER.__version__}  # the current version: no upcast
     if sent_ns is not None:
         headers[SENT_NS] = sent_ns
     return Basic.Properties(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -63,6 +64,7 @@ class Child:
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
+                env=None if self.job.fastpath else {**os.environ, "FLEET_AMQP_FASTPATH": "0"},
             )
         executable = py_spy()
         if self.profile is not None and executable is not None:

@@ -38,6 +38,8 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
         observe: fleet's observability: "" (the bench default: no metrics, no
             tracing), "metrics" (Prometheus counting on), "traced" (metrics and
             an OpenTelemetry SDK recording a span per delivery).
+        fastpath: fleet's fast path (workers/runtime/fastpath); False runs it on
+            aiormq's public API only (FLEET_AMQP_FASTPATH=0).
     """
 
     contender: str
@@ -54,6 +56,7 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     database_url: str | None = None
     warmup: float = 0.1
     observe: str = ""
+    fastpath: bool = True
 
 
 class Outcome(msgspec.Struct, kw_only=True):

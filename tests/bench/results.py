@@ -120,4 +120,7 @@ TARGETS = (
     Target("rss under load", "fleet", "aio-pika", "<=", 1.5),
     Target("inbox drain", "fleet inbox on", "fleet inbox off", ">=", 0.5),
     Target("inbox drain", "fleet inbox on, grouped", "fleet inbox off", ">=", 0.5),
+    # Issue 17's: the outbox's cost to the producer, its relay's rate.
+    Target("outbox producer", "with outbox", "without outbox", ">=", 0.7),
+    Target("outbox relay", "fleet outbox relay", "fleet direct", ">=", 0.8),
 )

@@ -113,3 +113,39 @@ def echo_topology(tmp_path: Path, broker: Broker) -> Callable[..., Any]:
         return path, topology
 
     return make
+
+
+PROBE_TOPOLOGY = """
+exchanges:
+  probes: {{}}
+  seen: {{}}
+queues:
+  probes:
+    type: {queue_type}
+    bind: [{{exchange: probes, routing_key: "#"}}]
+    retry: {{attempts: 2, backoff: 5ms, max_backoff: 10ms, delays: [200ms]}}
+  seen:
+    type: classic
+    bind: [{{exchange: seen, routing_key: "#"}}]
+workers:
+  probe:
+    module: tests.fixtures.probe_worker
+    queue: probes
+    publish_to: seen
+    prefetch: 32
+    concurrency: 8
+{extra}"""
+
+
+@pytest.fixture
+def probe_topology(tmp_path: Path, broker: Broker) -> Callable[..., Any]:
+    """Write the probe topology (hostile-input tests), apply it, return its path."""
+
+    async def make(queue_type: str = "classic", faults: bool = False) -> Path:
+        path = tmp_path / "probe.yaml"
+        extra = "    faults: seen\n" if faults else ""
+        path.write_text(PROBE_TOPOLOGY.format(queue_type=queue_type, extra=extra))
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        return path
+
+    return make

@@ -10,7 +10,7 @@ workers on the test's database, the stand-in gateway and carrier in process.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable, Iterator
@@ -21,18 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import fulfilment.contracts  # noqa: F401  (the webhook subscription binds their routing keys)
 import pytest
 import yaml
+from fulfilment import TOPOLOGY_FILE
+from fulfilment.standins import Faults, Standins, serve
+from fulfilment.workers import audit
 
-import contracts.fulfilment  # noqa: F401  (the webhook subscription binds their routing keys)
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher
-from topology import DEFAULT_FILE, load
+from topology import load
 from topology.apply import apply
-from workers.fulfilment import audit
 from workers.standard_webhooks import new_secret
-from workers.standins import Faults, Standins, serve
-from workers.testing import WebhooksProcess, WorkerProcess, queue_depth
+from workers.testing import WebhooksProcess, WorkerProcess, eventually, queue_depth
 
 WORKERS = ("inventory", "payments", "shipping", "orders", "notifications")
 STOCK = "apple=1000000,pear=1000000,plum=40,quince=0"
@@ -41,12 +42,12 @@ STOCK = "apple=1000000,pear=1000000,plum=40,quince=0"
 def topology_for_tests(deadline: str, standins_url: str = "http://127.0.0.1:8765") -> str:
     """The reference topology with test-sized retry tiers and deadline, its webhooks
     pointed at the stand-ins."""
-    spec = yaml.safe_load(DEFAULT_FILE.read_text())
+    spec = yaml.safe_load(TOPOLOGY_FILE.read_text())
     for subscription in spec.get("webhooks", {}).values():
         subscription["url"] = subscription["url"].replace("http://127.0.0.1:8765", standins_url)
         subscription["retry"] = {"delays": ["200ms", "1s", "2s"]}
     for queue in spec["queues"].values():
-        if "retry" in queue:
+        if "delay" not in queue and queue.get("type") != "stream":
             queue["retry"] = {
                 "attempts": 3,
                 "backoff": "20ms",
@@ -183,36 +184,48 @@ class Fleet:
     async def wait_finished(
         self, orders: list[Order], seconds: float, while_waiting: Callable[[], None] | None = None
     ) -> dict[str, int]:
-        """Poll until no order is pending (or time is up); the status counts."""
+        """Wait until no order is pending (`seconds` at most); the status counts.
+
+        Out of time, the counts are returned all the same: the callers report them,
+        then assert that none is pending.
+        """
         ids = [o.order_id for o in orders]
-        deadline = time.monotonic() + seconds
-        counts = await self.query(audit.status_counts, ids)
-        while counts.get("pending", 0) and time.monotonic() < deadline:
-            if while_waiting is not None:
-                while_waiting()
-            await asyncio.sleep(0.25)
+        counts: dict[str, int] = {}
+
+        async def finished() -> bool:
+            nonlocal counts
             counts = await self.query(audit.status_counts, ids)
+            if counts.get("pending", 0) and while_waiting is not None:
+                while_waiting()
+            return not counts.get("pending", 0)
+
+        with contextlib.suppress(AssertionError):  # out of time: the caller's assert says so
+            await eventually(finished, what="no order pending", timeout=seconds, interval=0.25)
         return counts
 
     async def wait_quiet(
         self, seconds: float, *, queues: tuple[str, ...] = (), still: float = 1.5
     ) -> None:
-        """Until the timeline has not grown for `still` seconds and the work queues are empty.
+        """Until the timeline has not grown for `still` seconds and the work queues are empty
+        (`seconds` at most: the callers' checks then say what is still moving).
 
         `still` must outlast the slowest injected answer: a handler waiting on a
         slow HTTP call adds nothing to the timeline while its delivery is unacked.
         """
         names = [*WORKERS, *queues]
-        deadline = time.monotonic() + seconds
         last, still_since = -1, time.monotonic()
-        while time.monotonic() < deadline:
+
+        async def quiet() -> bool:
+            nonlocal last, still_since
             rows = await self.query(lambda db: db.fetchval("SELECT count(*) FROM fleet_events"))
             depths = [await queue_depth(self.broker.amqp_url, q) for q in names]
             if rows != last or any(depths):
                 last, still_since = rows, time.monotonic()
-            elif time.monotonic() - still_since > still:
-                return
-            await asyncio.sleep(0.25)
+                return False
+            return time.monotonic() - still_since > still
+
+        with contextlib.suppress(AssertionError):
+            await eventually(quiet, what=f"{still}s of quiet", timeout=seconds, interval=0.25)
 
     async def problems(self) -> list[str]:
         """Every invariant that does not hold, books and gateway together."""

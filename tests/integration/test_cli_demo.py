@@ -1,4 +1,4 @@
-"""`fleet up --standins` and `fleet demo` as a newcomer runs them: real processes."""
+"""`fleet up` in the reference fleet and `fleet demo`, as a newcomer runs them: real processes."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 import httpx
+from fulfilment import TOPOLOGY_FILE
 
 from tests.conftest import Broker
+from workers.standard_webhooks import new_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 #: inventory and payments run two replicas each in the reference topology.
@@ -92,15 +94,21 @@ def fleet_env(**extra: str) -> dict[str, str]:
 
 class TestUpAndDemo:
     def test_fleet_up_with_standins_then_demo_balances_the_books(
-        self, broker: Broker, database: str
+        self, broker: Broker, database: str, tmp_path: Path
     ) -> None:
-        """`fleet up --standins` applies the topology and runs the stand-ins, every
-        worker replica and the webhook dispatcher; `fleet demo` sends its mix, and
-        everything ends and reconciles."""
-        # Given
+        """`fleet up` applies the topology and runs its `processes` (the stand-ins),
+        every worker replica, the webhook dispatcher and the ingress; `fleet demo`
+        sends its mix, and everything ends and reconciles."""
+        # Given: the reference topology with its stand-ins on a free port
         port = free_port()
         ingress_port = free_port()
+        console_port = free_port()
         metrics_base = free_ports(WORKER_PROCESSES)
+        topology = tmp_path / "fleet.yaml"
+        topology.write_text(
+            TOPOLOGY_FILE.read_text().replace('--port, "8765"', f'--port, "{port}"')
+        )
+        base = f"http://127.0.0.1:{port}"
         up = subprocess.Popen(
             [
                 sys.executable,
@@ -109,21 +117,29 @@ class TestUpAndDemo:
                 "--log-format",
                 "json",
                 "up",
-                "--standins",
-                "--standins-port",
-                str(port),
+                "--file",
+                str(topology),
                 "--url",
                 broker.amqp_url,
+                "--management-url",
+                broker.management_url,
                 "--database-url",
                 database,
                 "--metrics-port",
                 str(metrics_base),
                 "--ingress-port",
                 str(ingress_port),
+                "--console-port",
+                str(console_port),
             ],
             stderr=subprocess.PIPE,
             text=True,
-            env=fleet_env(),
+            env=fleet_env(
+                FLEET_GATEWAY_URL=f"{base}/gateway",
+                FLEET_CARRIER_URL=f"{base}/carrier",
+                FLEET_NOTIFY_WEBHOOK_URL=f"{base}/webhooks/notifications",
+                FLEET_NOTIFY_WEBHOOK_SECRET=new_secret(),
+            ),
         )
         consuming = threading.Semaphore(0)
         output: list[str] = []
@@ -181,6 +197,20 @@ class TestUpAndDemo:
                 timeout=10,
             )
             web_status = wait_for_order(database, "web-1", seconds=60)
+            # Accepted into the outbox instead: the relay `fleet up` runs publishes it.
+            recorded = httpx.post(
+                f"http://127.0.0.1:{ingress_port}/orders/outbox",
+                json={
+                    "order_id": "web-2",
+                    "customer_id": "c-web",
+                    "total_cents": 600,
+                    "lines": [{"sku": "apple", "qty": 1, "unit_price_cents": 600}],
+                },
+                headers={"Idempotency-Key": "web-order-2"},
+                timeout=10,
+            )
+            outbox_status = wait_for_order(database, "web-2", seconds=60)
+            console = httpx.get(f"http://127.0.0.1:{console_port}/", timeout=10)
         finally:
             up.send_signal(signal.SIGTERM)
             code = up.wait(60)
@@ -194,6 +224,10 @@ class TestUpAndDemo:
         assert code == 0
         assert posted.status_code == 202, posted.text
         assert web_status in ("confirmed", "cancelled")
+        assert recorded.status_code == 202, recorded.text
+        assert outbox_status in ("confirmed", "cancelled")
+        assert console.status_code == 200, console.text
+        assert "payments" in console.text  # the overview lists the topology's queues
         started = [json.loads(x)["process"] for x in output if '"process.started"' in x]
         assert sorted(started) == sorted(
             [
@@ -207,6 +241,8 @@ class TestUpAndDemo:
                 "notifications#1",
                 "webhooks",
                 "ingress",
+                "outbox",
+                "console",
             ]
         )
         assert not [x for x in output if '"process.exited"' in x]
@@ -252,7 +288,7 @@ class TestUpAndDemo:
         assert demo.returncode == 1
         assert demo.stderr == (
             "error: no orders table in this database: is the reference fleet running? "
-            "Start it with `make up` or `fleet up --standins`\n"
+            "Start it with `make up` (or `fleet up` in examples/fulfilment)\n"
         )
 
     def test_fleet_up_refuses_a_database_it_cannot_use(self, broker: Broker) -> None:
@@ -263,6 +299,8 @@ class TestUpAndDemo:
                 "-m",
                 "workers.cli",
                 "up",
+                "--file",
+                str(TOPOLOGY_FILE),
                 "--url",
                 broker.amqp_url,
                 "--database-url",

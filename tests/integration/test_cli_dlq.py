@@ -44,7 +44,15 @@ async def parked(broker: Broker, echo_topology, pika_publisher: PikaPublisher) -
 
 class TestDlqCli:
     async def test_list_shows_dead_and_retry_queues_with_depths(self, parked: Broker) -> None:
-        code, output = await asyncio.to_thread(fleet, "dlq", "list", "--url", parked.amqp_url)
+        code, output = await asyncio.to_thread(
+            fleet,
+            "dlq",
+            "list",
+            "--url",
+            parked.amqp_url,
+            "--management-url",
+            parked.management_url,
+        )
         assert code == 0
         assert "echo.dead" in output
         assert "echo.retry.1s" in output
@@ -52,8 +60,9 @@ class TestDlqCli:
 
     async def test_show_prints_reasons_and_leaves_messages_in_place(self, parked: Broker) -> None:
         code, output = await asyncio.to_thread(
-            fleet, "dlq", "show", "echo", "--url", parked.amqp_url
-        )
+            fleet, "dlq", "show", "echo", "--url", parked.amqp_url,
+            "--management-url", parked.management_url,
+        )  # fmt: skip
         assert code == 0
         assert output.count("reason:   permanent") == 3
         assert "card expired" in output

@@ -7,8 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fulfilment import TOPOLOGY_FILE
+from fulfilment.workers import audit
+
 from tests.integration.reference import WORKERS, Fleet, Order, fleet
-from workers.fulfilment import audit
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
 
@@ -25,6 +27,7 @@ def fleet_cli(*args: str, database: str | None) -> subprocess.CompletedProcess[s
         text=True,
         timeout=30,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        cwd=TOPOLOGY_FILE.parent,  # its fleet.yaml declares the `order` saga
     )
 
 
@@ -56,7 +59,7 @@ class TestSagaCommands:
         # Then
         assert confirmed.returncode == 0, confirmed.stderr
         lines = confirmed.stdout.splitlines()
-        assert lines[0] == "saga o-ok  order o-ok: confirmed"
+        assert lines[0] == "saga o-ok"
         assert lines[3] == "OrderPlaced  o-ok-placed"
         tree = "\n".join(lines[3:])
         assert "payments  retried (Unavailable: payment gateway answered 503" in tree
@@ -69,7 +72,7 @@ class TestSagaCommands:
         ].lstrip("│ ").startswith("├─ StockReserved")
         assert lines[reserved + 1].index("StockReserved") > lines[reserved].index("+")
 
-        assert "order o-declined: cancelled (payment-declined)" in declined.stdout
+        assert "payments  processed → PaymentDeclined" in declined.stdout
         assert "inventory  processed → StockReleased" in declined.stdout
         assert "orders  processed → OrderCancelled" in declined.stdout
 
@@ -80,8 +83,11 @@ class TestSagaCommands:
         rows = {row["correlation_id"]: row for row in json.loads(listed.stdout)}
         assert set(rows) == {"o-ok", "o-declined", "o-stockout"}
         assert rows["o-ok"]["retried"] == 2  # the gateway and the carrier, once each
-        assert rows["o-ok"]["status"] == "confirmed"
-        assert rows["o-stockout"]["reason"] == "out-of-stock"
+        assert (rows["o-ok"]["saga"], rows["o-ok"]["status"]) == ("order", "confirmed")
+        assert (rows["o-stockout"]["status"], rows["o-stockout"]["ending"]) == (
+            "cancelled",
+            "OrderCancelled",
+        )
         assert all(row["ended"] is not None for row in rows.values())
 
     async def test_mistakes_are_one_line(self, database: str) -> None:
@@ -89,6 +95,7 @@ class TestSagaCommands:
         missing = fleet_cli("show", "o-1", database=None)
         empty = fleet_cli("show", "o-1", database=database)
         bad_since = fleet_cli("list", "--since", "soon", database=database)
+        bad_status = fleet_cli("list", "--status", "shipped", database=database)
         # Then
         assert missing.returncode == 2
         assert (
@@ -98,3 +105,8 @@ class TestSagaCommands:
         assert empty.stderr.startswith("error: this database has no saga timeline")
         assert bad_since.returncode == 2
         assert "invalid duration 'soon'" in bad_since.stderr
+        assert bad_status.returncode == 2
+        assert bad_status.stderr == (
+            "error: no saga ends with status 'shipped' "
+            "(the topology's: cancelled, confirmed, pending)\n"
+        )

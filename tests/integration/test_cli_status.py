@@ -90,6 +90,9 @@ class TestStatus:
             "--file", str(path), "--url", broker.amqp_url,
             "--management-url", broker.management_url,
             stdout=asyncio.subprocess.PIPE,
+            # Ctrl-C must reach it even when the tests run as a background job,
+            # whose children start with SIGINT ignored (Python then keeps it so).
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
         )  # fmt: skip
         assert watch.stdout is not None
         drawn = 0
@@ -99,5 +102,7 @@ class TestStatus:
                 if drawn == 2:
                     break
         watch.send_signal(signal.SIGINT)
-        assert await asyncio.wait_for(watch.wait(), 30) == 1
+        # Read on while it stops: a full pipe would block its last redraw.
+        await asyncio.wait_for(watch.communicate(), 30)
+        assert watch.returncode == 1
         assert drawn == 2

@@ -203,10 +203,11 @@ class TestPlan:
         # Then
         assert result.exit_code == EXIT_PENDING, result.output
         lines = result.output.splitlines()
-        assert lines[0] == "+ exchange parcels (topic)"
+        assert lines[0] == "+ exchange courier.failures (direct)"
+        assert lines[1] == "+ exchange parcels (topic)"
         assert "+ queue courier (quorum)" in lines
         assert "+ binding parcels → courier [parcel.shipped]" in lines
-        assert lines[-1] == "Plan: 11 to create."
+        assert lines[-1] == "Plan: 21 to create."
 
     def test_a_broker_that_matches_exits_0(self, broker: Broker, tmp_path: Path) -> None:
         """After apply, plan has nothing to say but that."""
@@ -272,9 +273,9 @@ class TestApply:
         # Then
         assert result.exit_code == EXIT_OK, result.output
         lines = result.output.splitlines()
-        assert lines[0] == "+ exchange parcels (topic)"
-        assert lines[-1] == "Applied: 11 created."
-        assert len(lines) == 12
+        assert lines[:2] == ["+ exchange courier.failures (direct)", "+ exchange parcels (topic)"]
+        assert lines[-1] == "Applied: 21 created."
+        assert len(lines) == 22
         assert queue_type(broker, "courier") == "quorum"
         assert broker.queue(RECORD_QUEUE)["arguments"] == {
             "x-max-length": 1,
@@ -344,7 +345,7 @@ class TestApply:
     ) -> None:
         """The management API answers, AMQP does not."""
         # Given
-        url = broker.amqp_url.replace(":5672/", ":1/")
+        url = broker.amqp_url_on_port(1)
         # When
         result = fleet(
             "topology", "apply", "--file", parcels_file(tmp_path), "--url", url,

@@ -10,11 +10,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fulfilment.standins import Standins, serve
 
 from tests.conftest import Broker
-from tests.integration.test_webhooks import CONFIRMED, NEW, SECRETS, TOPOLOGY, Hooks, until
-from workers.standins import Standins, serve
-from workers.testing import WebhooksProcess
+from tests.integration.test_webhooks import CONFIRMED, NEW, SECRETS, TOPOLOGY, Hooks
+from workers.testing import WebhooksProcess, eventually
 from workers.webhooks import DeliveryRecord, PostgresRecords
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -112,7 +112,7 @@ class TestRun:
         # When
         with WebhooksProcess(topology_file=path, url=broker.amqp_url, env=env) as process:
             hooks.publish("m-cli")
-            await until(lambda: "m-cli" in receiver.webhooks.accepted)
+            await eventually(lambda: "m-cli" in receiver.webhooks.accepted, what="m-cli accepted")
             code = process.stop()
         # Then
         assert code == 0, "\n".join(process.output[-20:])

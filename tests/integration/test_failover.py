@@ -12,12 +12,13 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from urllib.parse import quote, urlsplit
 
+import fulfilment.contracts  # noqa: F401  (registers OrderPlaced for the ingress routes)
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 from click.testing import CliRunner, Result
+from fulfilment import TOPOLOGY_FILE
 
-import contracts.fulfilment  # noqa: F401  (registers OrderPlaced for the ingress routes)
 from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher, order
@@ -31,6 +32,9 @@ from workers.runtime.connection import connect
 from workers.runtime.link import BrokerDown, BrokerLink
 from workers.runtime.outgoing import Outgoing
 from workers.testing import WorkerProcess, collect, queue_depth
+
+#: The reference fleet's topology: its contracts are what `fleet publish` knows.
+REFERENCE = ("--file", str(TOPOLOGY_FILE))
 
 #: Nothing listens here: a node that is down.
 DEAD_NODE = "amqp://guest:guest@127.0.0.1:1/"
@@ -165,7 +169,15 @@ class TestCommandLine:
         body = json.dumps(order("o-1"))
         # When publishing through the list
         result = await fleet(
-            *("publish", "orders", "order.placed", "--type", "OrderPlaced"),
+            *(
+                "publish",
+                "orders",
+                "order.placed",
+                "--type",
+                "OrderPlaced",
+                "--file",
+                str(TOPOLOGY_FILE),
+            ),
             *("--json", body, "--message-id", "m-cli"),
             env={"FLEET_AMQP_URL": f"{DEAD_NODE},{broker.amqp_url}"},
         )
@@ -177,7 +189,17 @@ class TestCommandLine:
     async def test_fleet_publish_with_no_node_up_fails_and_says_how_to_resend(self) -> None:
         """Not confirmed is reported, with the message id to publish again."""
         result = await fleet(
-            *("publish", "orders", "order.placed", "--type", "OrderPlaced", "--message-id", "m-9"),
+            *(
+                "publish",
+                "orders",
+                "order.placed",
+                "--type",
+                "OrderPlaced",
+                "--file",
+                str(TOPOLOGY_FILE),
+                "--message-id",
+                "m-9",
+            ),
             *("--json", json.dumps(order("o-9")), "--url", DEAD_NODE),
         )
         assert result.exit_code == 1
@@ -210,6 +232,7 @@ def broker_exchanges(broker: Broker) -> list[dict[str, str]]:
 
 
 INGRESS_TOPOLOGY = """
+contracts: [fulfilment.contracts]
 exchanges: {orders: {}}
 queues:
   seen:

@@ -240,7 +240,7 @@ class TestKilledWorkers:
 class TestBrokerRestart:
     @pytest.mark.parametrize("total", SIZES)
     async def test_every_confirmed_message_is_processed_across_a_broker_restart(
-        self, ledger, broker: Broker, total: int
+        self, ledger, broker: Broker, broker_ctl: list[str], total: int
     ) -> None:
         """RabbitMQ is restarted mid-flow; workers reconnect and finish everything confirmed."""
         setup: Ledger = await ledger()
@@ -250,7 +250,7 @@ class TestBrokerRestart:
         workers = [setup.worker().start() for _ in range(2)]
         try:
             await _wait_until(lambda: setup.effects(), lambda e: e[1] > 0, 30)
-            await rabbitmqctl("stop_app", "start_app", "await_startup")
+            await rabbitmqctl("stop_app", "start_app", "await_startup", ctl=broker_ctl)
 
             async def consuming() -> list[int]:
                 return [len(w.events("worker.consuming")) for w in workers]
@@ -306,6 +306,8 @@ class TestPermanentFailures:
                     "--json",
                     "--url",
                     broker.amqp_url,
+                    "--management-url",
+                    broker.management_url,
                 ],
                 capture_output=True,
                 text=True,

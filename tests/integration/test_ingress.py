@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
+import fulfilment.contracts  # noqa: F401  (registers OrderPlaced)
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
-import contracts.fulfilment  # noqa: F401  (registers OrderPlaced)
 from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import order
@@ -30,6 +30,7 @@ from workers.testing import collect, queue_depth, rabbitmqctl
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 TOPOLOGY = """
+contracts: [fulfilment.contracts]
 exchanges:
   orders: {}
 queues:
@@ -39,6 +40,7 @@ queues:
 ingress:
   routes:
     /orders: {contract: OrderPlaced, exchange: orders, max_body: 4096}
+    /plain: {contract: OrderPlaced, exchange: orders}
     /nowhere: {contract: OrderPlaced, exchange: orders, routing_key: order.lost}
     /secure:
       contract: OrderPlaced
@@ -52,10 +54,16 @@ ingress:
       contract: OrderPlaced
       exchange: orders
       auth: {type: github, secrets_env: [INGRESS_GITHUB_SECRET]}
+    /github-brief:
+      contract: OrderPlaced
+      exchange: orders
+      auth: {type: github, secrets_env: [INGRESS_GITHUB_SECRET]}
+      dedupe_window: 1s
     /stripe:
       contract: OrderPlaced
       exchange: orders
       auth: {type: stripe, secrets_env: [INGRESS_STRIPE_SECRET]}
+      unknown_fields: ignore  # a Stripe event carries more than the contract
     /loopback: {contract: OrderPlaced, exchange: orders, allow_ips: [127.0.0.0/8, "::1"]}
     /office: {contract: OrderPlaced, exchange: orders, allow_ips: [10.20.0.0/16]}
 """
@@ -158,26 +166,23 @@ class TestAccepted:
         assert response.status_code == 202, response.text
         assert response.json() == {"message_id": "msg_1"}
 
-    async def test_a_github_delivery_is_verified_and_its_delivery_id_kept(
+    async def test_a_github_delivery_is_verified_and_identified_by_what_is_signed(
         self, ingress: Ingress, broker: Broker
     ) -> None:
-        """X-Hub-Signature-256 checks out; GitHub's redelivery is answered, not republished."""
+        """X-Hub-Signature-256 checks out; the message id is a digest of the signature and
+        body (not the unsigned X-GitHub-Delivery); GitHub's redelivery is answered."""
         body = json.dumps(order("o-gh")).encode()
-        signature = "sha256=" + hmac.new(b"gh", body, hashlib.sha256).hexdigest()
-        headers = {
-            "Content-Type": "application/json",
-            "X-Hub-Signature-256": signature,
-            "X-GitHub-Delivery": "gh-delivery-1",
-        }
+        headers = github_headers(body, delivery="gh-delivery-1")
         first = await ingress.http.post("/github", content=body, headers=headers)
         again = await ingress.http.post("/github", content=body, headers=headers)
         forged = await ingress.http.post(
             "/github", content=body, headers={**headers, "X-Hub-Signature-256": "sha256=00"}
         )
+        signed_id = github_id(body)
         assert first.status_code == 202, first.text
-        assert first.json() == {"message_id": "gh-delivery-1"}
+        assert first.json() == {"message_id": signed_id}
         assert again.status_code == 200
-        assert again.json() == {"message_id": "gh-delivery-1", "duplicate": True}
+        assert again.json() == {"message_id": signed_id, "duplicate": True}
         assert forged.status_code == 401
         assert await depth(broker.amqp_url) == 1
 
@@ -383,6 +388,200 @@ class TestRefused:
         assert wrong.status_code == 405
 
 
+class TestReplays:
+    """A captured request sent again is never published twice: on a signed route the
+    id comes from what the signature covers, whatever headers the replay adds."""
+
+    async def test_a_standard_webhook_replayed_with_fresh_unsigned_ids_is_not_republished(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """A new Idempotency-Key and X-Correlation-Id do not make a replay a new message."""
+        # Given: a signed request, accepted once
+        body = json.dumps(order("o-replay")).encode()
+        headers = webhook_headers(body, "msg_replay")
+        first = await ingress.http.post("/hooks", content=body, headers=headers)
+        # When: the captured request is sent again, within the tolerance, with fresh ids
+        replayed = await ingress.http.post(
+            "/hooks",
+            content=body,
+            headers={**headers, "Idempotency-Key": "fresh-1", "X-Correlation-Id": "saga-evil"},
+        )
+        # Then
+        assert first.status_code == 202, first.text
+        assert replayed.status_code == 200, replayed.text
+        assert replayed.json() == {"message_id": "msg_replay", "duplicate": True}
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert (received.message_id, received.correlation_id) == ("msg_replay", "msg_replay")
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_a_signed_route_ignores_the_callers_ids_on_the_first_request_too(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """Unsigned headers never name a signed request's message or its saga."""
+        body = json.dumps(order("o-own")).encode()
+        headers = {
+            **webhook_headers(body, "msg_own"),
+            "Idempotency-Key": "mine",
+            "X-Correlation-Id": "saga-mine",
+        }
+        response = await ingress.http.post("/hooks", content=body, headers=headers)
+        assert response.json() == {"message_id": "msg_own"}
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert (received.message_id, received.correlation_id) == ("msg_own", "msg_own")
+
+    async def test_a_stripe_event_replayed_with_a_fresh_idempotency_key_is_not_republished(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """The event id inside the signed body is the message id, whatever the headers say."""
+        body = json.dumps({**order("o-st3"), "id": "evt_replayed"}).encode()
+        headers = stripe_headers(body)
+        first = await ingress.http.post("/stripe", content=body, headers=headers)
+        replayed = await ingress.http.post(
+            "/stripe", content=body, headers={**headers, "Idempotency-Key": "fresh-2"}
+        )
+        assert first.json() == {"message_id": "evt_replayed"}
+        assert replayed.json() == {"message_id": "evt_replayed", "duplicate": True}
+        assert await depth(broker.amqp_url) == 1
+
+    async def test_a_stripe_event_without_an_id_is_deduplicated_by_its_signed_payload(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """No event id: the digest of `t.body` is the id, so the replay is still caught."""
+        # Given
+        body = json.dumps(order("o-noid")).encode()
+        headers = stripe_headers(body)
+        # When
+        first = await ingress.http.post("/stripe", content=body, headers=headers)
+        replayed = await ingress.http.post("/stripe", content=body, headers=headers)
+        rekeyed = await ingress.http.post(
+            "/stripe", content=body, headers={**headers, "Idempotency-Key": "fresh-3"}
+        )
+        # Then
+        assert first.status_code == 202, first.text
+        message_id = first.json()["message_id"]
+        assert message_id.startswith("stripe-")
+        for repeat in (replayed, rekeyed):
+            assert repeat.json() == {"message_id": message_id, "duplicate": True}
+        assert await depth(broker.amqp_url) == 1
+
+    async def test_a_github_delivery_replayed_under_a_fresh_delivery_id_is_not_republished(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """GitHub signs neither a timestamp nor X-GitHub-Delivery: a new one changes nothing."""
+        # Given
+        body = json.dumps(order("o-gh2")).encode()
+        first = await ingress.http.post(
+            "/github", content=body, headers=github_headers(body, delivery="d-1")
+        )
+        # When
+        replayed = await ingress.http.post(
+            "/github",
+            content=body,
+            headers={**github_headers(body, delivery="d-forged"), "Idempotency-Key": "fresh-4"},
+        )
+        # Then
+        assert first.status_code == 202, first.text
+        assert replayed.json() == {"message_id": github_id(body), "duplicate": True}
+        assert await depth(broker.amqp_url) == 1
+
+    async def test_a_github_delivery_is_replay_proof_only_for_the_dedupe_window(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """The documented limit: past the route's window (1 s here) a replay is accepted."""
+        # Given
+        body = json.dumps(order("o-gh3")).encode()
+        headers = github_headers(body, delivery="d-2")
+        first = await ingress.http.post("/github-brief", content=body, headers=headers)
+        within = await ingress.http.post("/github-brief", content=body, headers=headers)
+        # When: the window passes
+        await asyncio.sleep(1.2)
+        after = await ingress.http.post("/github-brief", content=body, headers=headers)
+        # Then
+        assert (first.status_code, within.status_code, after.status_code) == (202, 200, 202)
+        assert await depth(broker.amqp_url) == 2
+
+    async def test_an_idempotency_key_repeated_with_another_correlation_id_is_a_duplicate(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """On a route without a signature the key names the request; X-Correlation-Id
+        cannot make a repeat new, and the first request's saga stands."""
+        key = {"Idempotency-Key": "order-o-cor"}
+        first = await ingress.http.post(
+            "/orders", json=order("o-cor"), headers={**key, "X-Correlation-Id": "saga-1"}
+        )
+        again = await ingress.http.post(
+            "/orders", json=order("o-cor"), headers={**key, "X-Correlation-Id": "saga-2"}
+        )
+        assert (first.status_code, again.status_code) == (202, 200)
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert received.correlation_id == "saga-1"
+        assert await depth(broker.amqp_url) == 0
+
+
+class TestExactBodies:
+    """The ingress accepts only what the contract can hold, and says where it cannot."""
+
+    async def test_an_unknown_field_deep_in_the_body_is_refused_with_its_path(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """`colour` is not a field of an order line: 400, nothing published."""
+        body = order("o-col")
+        body["lines"][0]["colour"] = "red"
+        response = await ingress.http.post("/orders", json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["path"] == "lines[0].colour"
+        assert response.json()["error"].startswith("unknown field")
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_a_repeated_key_is_refused_with_its_path(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """Two `qty` keys: which one was meant is the caller's to say."""
+        content = json.dumps(order("o-dup")).replace('"qty": 1', '"qty": 1, "qty": 5').encode()
+        response = await ingress.http.post(
+            "/orders", content=content, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 400, response.text
+        assert response.json() == {"error": "duplicate key", "path": "lines[0].qty"}
+        assert await depth(broker.amqp_url) == 0
+
+    async def test_a_route_that_ignores_unknown_fields_publishes_only_the_contracts(
+        self, ingress: Ingress, broker: Broker
+    ) -> None:
+        """A third party's extra fields are dropped on the way in, not passed on."""
+        body = json.dumps({**order("o-extra"), "id": "evt_x", "livemode": False}).encode()
+        response = await ingress.http.post("/stripe", content=body, headers=stripe_headers(body))
+        assert response.status_code == 202, response.text
+        [received] = await collect(broker.amqp_url, "seen", 1, seconds=5)
+        assert received.json() == {**order("o-extra"), "currency": "EUR"}
+
+    @pytest.mark.parametrize(
+        "nested",
+        [
+            '{"a":' * 1_200 + "1" + "}" * 1_200,  # 1,200 objects, 7 KB
+            "[" * 3_000 + "]" * 3_000,  # 3,000 arrays, 6 KB
+        ],
+        ids=["objects", "arrays"],
+    )
+    @pytest.mark.parametrize("path", ["/plain", "/stripe"])
+    async def test_json_nested_too_deeply_is_a_400(
+        self, ingress: Ingress, broker: Broker, nested: str, path: str
+    ) -> None:
+        """As the whole body, or as a field the contract does not have: 400, never 500."""
+        whole = nested.encode()
+        inside = (json.dumps(order("o-deep"))[:-1] + f', "x": {nested}}}').encode()
+        answers = []
+        for content in (whole, inside):
+            headers = stripe_headers(content) if path == "/stripe" else {}
+            response = await ingress.http.post(
+                path, content=content, headers={"Content-Type": "application/json", **headers}
+            )
+            answers.append((response.status_code, response.json()["error"]))
+        assert answers[0][0] == 400  # an array is no order: refused before any depth
+        assert answers[1] == (400, "JSON nested too deeply")
+        assert await depth(broker.amqp_url) == 0
+
+
 class TestHealth:
     async def test_healthz_and_readyz_while_connected(self, ingress: Ingress) -> None:
         assert (await ingress.http.get("/healthz")).status_code == 200
@@ -410,19 +609,19 @@ class TestHealth:
             await keeper
 
     async def test_broker_down_is_503_and_broker_back_is_202_again(
-        self, ingress: Ingress, broker: Broker
+        self, ingress: Ingress, broker: Broker, broker_ctl: list[str]
     ) -> None:
         """While RabbitMQ is stopped nothing is accepted; once it is back, posts are again."""
         before = await ingress.http.post("/orders", json=order("o-before"))
         assert before.status_code == 202
         try:
-            await rabbitmqctl("stop_app")
+            await rabbitmqctl("stop_app", ctl=broker_ctl)
             down = await _until(ingress, lambda r: r.status_code == 503)
             posted = await ingress.http.post("/orders", json=order("o-down"))
             assert down.status_code == 503
             assert posted.status_code == 503
         finally:
-            await rabbitmqctl("start_app", "await_startup")
+            await rabbitmqctl("start_app", "await_startup", ctl=broker_ctl)
         ready = await _until(ingress, lambda r: r.status_code == 200, seconds=60)
         assert ready.status_code == 200
         after = await ingress.http.post("/orders", json=order("o-after"))
@@ -439,6 +638,32 @@ def stripe_headers(
     return {
         "Content-Type": "application/json",
         "Stripe-Signature": f"t={timestamp},v1={sign_stripe(secret, timestamp, body)}",
+    }
+
+
+def github_headers(body: bytes, *, delivery: str) -> dict[str, str]:
+    """What GitHub sends: the body's hex HMAC-SHA256 (nothing else is signed)."""
+    return {
+        "Content-Type": "application/json",
+        "X-Hub-Signature-256": "sha256=" + hmac.new(b"gh", body, hashlib.sha256).hexdigest(),
+        "X-GitHub-Delivery": delivery,
+    }
+
+
+def github_id(body: bytes) -> str:
+    """The message id of a GitHub delivery: a digest of its signature and body."""
+    signature = "sha256=" + hmac.new(b"gh", body, hashlib.sha256).hexdigest()
+    return "github-" + hashlib.sha256(signature.encode() + b"\n" + body).hexdigest()
+
+
+def webhook_headers(body: bytes, webhook_id: str, *, at: int | None = None) -> dict[str, str]:
+    """A Standard Webhooks request's headers, signed with the route's secret."""
+    timestamp = int(time.time()) if at is None else at
+    return {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign_standard_webhooks(SECRET, webhook_id, timestamp, body),
     }
 
 

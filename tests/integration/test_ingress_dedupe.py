@@ -74,6 +74,21 @@ def test_memory_drops_the_oldest_ids_past_its_bound() -> None:
     assert asyncio.run(run()) == (Seen.NEW, Seen.DUPLICATE)
 
 
+def test_memory_bounds_each_route_on_its_own() -> None:
+    """Ids flooding one route (an unauthenticated one, say) do not push another route's
+    ids out of memory, where a replay would then pass."""
+
+    async def run() -> Seen:
+        recent = RecentIds(max_entries=2)
+        await recent.begin("/github", "signed", b"{}", 60)
+        await recent.accepted("/github", "signed")
+        for key in ("a", "b", "c", "d"):
+            await recent.begin("/open", key, b"{}", 60)
+        return await recent.begin("/github", "signed", b"{}", 60)
+
+    assert asyncio.run(run()) is Seen.DUPLICATE
+
+
 async def test_replicas_share_the_table_and_a_dead_replicas_claim_goes_stale(
     database: str,
 ) -> None:

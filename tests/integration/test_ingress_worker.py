@@ -14,11 +14,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import fulfilment.contracts  # noqa: F401  (registers OrderPlaced and StockRejected)
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
 
-import contracts.fulfilment  # noqa: F401  (registers OrderPlaced and StockRejected)
 from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, order
@@ -28,10 +28,11 @@ from topology.apply import apply
 from workers.ingress.routes import resolve_routes
 from workers.ingress.serve import assemble
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect, queue_depth
+from workers.testing import WorkerProcess, collect, eventually, queue_depth
 
 FLEET = [sys.executable, "-m", "workers.cli"]
 TOPOLOGY = """
+contracts: [fulfilment.contracts]
 exchanges:
   orders: {}
   inventory: {}
@@ -176,15 +177,19 @@ async def start_ingress(
     )  # fmt: skip
     base_url = f"http://127.0.0.1:{port}"
     async with httpx.AsyncClient(base_url=base_url) as probe:
-        for _ in range(400):
+
+        async def ready() -> bool:
             try:
-                if (await probe.get("/readyz")).status_code == 200:
-                    return base_url, process
+                return (await probe.get("/readyz")).status_code == 200
             except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.05)
-    process.kill()
-    raise AssertionError(f"the ingress did not become ready: {log.name}")
+                return False
+
+        try:
+            await eventually(ready, what=f"the ingress ready (its log: {log.name})", timeout=20)
+        except AssertionError:
+            process.kill()
+            raise
+    return base_url, process
 
 
 @pytest.mark.parametrize(

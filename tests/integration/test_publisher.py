@@ -21,9 +21,9 @@ from pamqp.commands import Basic
 from tests.conftest import Broker
 from workers.errors import PublishFailed
 from workers.runtime.connection import connect
+from workers.runtime.fastpath.sending import FrameSender
 from workers.runtime.outgoing import Outgoing
 from workers.runtime.publisher import Publisher
-from workers.runtime.sending import FrameSender
 from workers.testing import collect
 
 EXCHANGE = "events"

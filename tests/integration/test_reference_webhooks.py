@@ -5,7 +5,7 @@ receiver fails."""
 from __future__ import annotations
 
 from tests.integration.reference import WORKERS, Fleet, Order, fleet
-from tests.integration.test_webhooks import until
+from workers.testing import eventually
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
 
@@ -31,7 +31,9 @@ class TestNotificationWebhooks:
         setup.place(orders)
         counts = await setup.wait_finished(orders, seconds=60)
         receiver = setup.standins.webhooks
-        await until(lambda: len(receiver.accepted) >= len(orders), seconds=30)
+        await eventually(
+            lambda: len(receiver.accepted) >= len(orders), what="a webhook per order", timeout=30
+        )
         # Then
         assert counts.get("pending", 0) == 0
         accepted = receiver.accepted.values()
@@ -56,5 +58,5 @@ class TestNotificationWebhooks:
             outcomes = {row["outcome"]: row["count"] for row in rows}
             return sum(outcomes.values()) >= 6
 
-        await until(recorded)
+        await eventually(recorded, what="six delivery attempts recorded")
         assert outcomes == {"delivered": 4, "retry": 2}

@@ -15,16 +15,20 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from fulfilment import TOPOLOGY_FILE
+from fulfilment.contracts import UNPROCESSABLE
+from fulfilment.standins import Faults
+from fulfilment.workers import audit
 
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher
 from tests.integration.reference import WORKERS, Fleet, Order, assert_expected, fleet, mix
-from workers.fulfilment import audit
-from workers.standins import Faults
-from workers.testing import WorkerProcess
+from workers.runtime import headers as h
+from workers.testing import WorkerProcess, collect, queue_depth
 
 __all__ = ["fleet"]  # the fixture, imported for pytest
 
@@ -222,6 +226,88 @@ class TestDeadlines:
         ]
 
 
+class TestParkedAndStrayEvents:
+    async def test_an_order_whose_order_placed_is_parked_anywhere_is_cancelled_and_compensated(
+        self, fleet
+    ) -> None:
+        """inventory or orders parks an OrderPlaced (a check constraint refuses it): its
+        Fault cancels the order, and whatever was held, charged or booked is given back."""
+        # Given: constraints that refuse two orders' placement, one in each worker
+        setup: Fleet = await fleet()
+        setup.start(*WORKERS)
+
+        async def refuse(db: Any) -> None:
+            await db.execute(
+                "ALTER TABLE orders ADD CONSTRAINT test_refused"
+                " CHECK (customer_id IS NULL OR customer_id NOT LIKE '%-refused')"
+            )
+            await db.execute(
+                "ALTER TABLE inventory_reservations ADD CONSTRAINT test_refused"
+                " CHECK (status <> 'new' OR order_id NOT LIKE 'inv-%')"
+            )
+
+        await setup.query(refuse)
+        apple = [{"sku": "apple", "qty": 1, "unit_price_cents": 120}]
+        refused = [
+            Order("ord-1", "c-1-refused", apple, UNPROCESSABLE),
+            Order("inv-1", "c-2", apple, UNPROCESSABLE),
+        ]
+        normal = [Order(f"n-{i}", f"c-{i}", apple, "confirmed") for i in range(5)]
+        # When
+        setup.place(refused + normal)
+        counts = await setup.wait_finished(refused + normal, seconds=60)
+        await setup.wait_quiet(30)
+        # Then
+        assert counts.get("pending", 0) == 0
+        assert_expected(refused + normal, await setup.outcomes(refused + normal))
+        assert await setup.problems() == []
+        parked = await setup.query(
+            lambda db: db.fetch(
+                "SELECT worker, correlation_id FROM fleet_events"
+                " WHERE outcome = 'dead-lettered' AND type = 'OrderPlaced' ORDER BY worker"
+            )
+        )
+        assert [(r["worker"], r["correlation_id"]) for r in parked] == [
+            ("inventory", "inv-1"),
+            ("orders", "ord-1"),
+        ]
+
+    async def test_an_event_for_an_order_never_placed_changes_nothing_and_is_parked(
+        self, fleet, broker: Broker
+    ) -> None:
+        """A stray ShipmentScheduled (or StockRejected) confirms or cancels nothing."""
+        # Given
+        setup: Fleet = await fleet()
+        setup.start("orders")
+        publisher = PikaPublisher(broker.amqp_url)
+        # When
+        publisher.publish(
+            "shipping",
+            "shipment.scheduled",
+            {"order_id": "ghost-1", "shipment_id": "s-1", "carrier": "parcelco"},
+            type="ShipmentScheduled",
+            message_id="ghost-1-shipped",
+        )
+        publisher.publish(
+            "inventory",
+            "stock.rejected",
+            {"order_id": "ghost-2", "reason": "out of stock", "sku": "plum"},
+            type="StockRejected",
+            message_id="ghost-2-rejected",
+        )
+        publisher.close()
+        parked = await collect(broker.amqp_url, "orders.dead", 2)
+        # Then
+        assert sorted(m.message_id or "" for m in parked) == ["ghost-1-shipped", "ghost-2-rejected"]
+        for message in parked:
+            assert message.headers[h.REASON] == "retries-exhausted"
+            assert message.headers[h.ERROR_TYPE] == "UnknownOrder"
+            assert "was placed" in message.headers[h.ERROR_MESSAGE]
+        rows = await setup.query(lambda db: db.fetchval("SELECT count(*) FROM orders"))
+        assert rows == 0
+        assert await queue_depth(broker.amqp_url, "notifications") == 0
+
+
 def test_a_stateful_worker_without_a_database_refuses_to_start_in_one_line(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "workers.cli", "--log-level", "warning", "worker", "run", "orders"],
@@ -229,7 +315,7 @@ def test_a_stateful_worker_without_a_database_refuses_to_start_in_one_line(tmp_p
         text=True,
         timeout=30,
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
-        cwd=tmp_path,
+        cwd=TOPOLOGY_FILE.parent,  # found there: the reference fleet's fleet.yaml
     )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines() == [
@@ -258,3 +344,26 @@ def test_the_standins_command_serves_the_gateway(tmp_path: Path) -> None:
     finally:
         process.terminate()
         assert process.wait(10) == 0
+
+
+class TestGatewayQuota:
+    async def test_a_429_with_retry_after_waits_in_the_covering_tier_then_confirms(
+        self, fleet
+    ) -> None:
+        """The gateway tells a 'quota' customer to come back in 2s: payments sends the
+        charge to its 2s tier (test tiers 200ms, 1s, 2s), once, and the order confirms."""
+        # Given the fleet and an order whose first charge the gateway answers 429
+        setup: Fleet = await fleet()
+        processes = dict(zip(WORKERS, setup.start(*WORKERS), strict=True))
+        apple = {"sku": "apple", "qty": 1, "unit_price_cents": 120}
+        order = Order("o-quota", "c-1-quota", [apple], "confirmed")
+        # When it is placed
+        setup.place([order])
+        counts = await setup.wait_finished([order], seconds=30)
+        # Then the charge was retried once, through the 2s tier, and the order confirmed
+        retried = processes["payments"].events("message.retried")
+        assert [(e["to"], e["delay"]) for e in retried] == [("payments.retry.2s", "2s")]
+        assert "retry after 2s" in retried[0]["error"]
+        assert counts.get("confirmed") == 1
+        assert await setup.outcomes([order]) == {"o-quota": "confirmed"}
+        assert await setup.problems() == []

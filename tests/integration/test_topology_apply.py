@@ -9,11 +9,11 @@ import pytest
 
 from tests.conftest import Broker
 from topology import BrokerUnreachable, Topology, UnsafeChange, expand, loads
-from topology.apply import apply, survey
+from topology.apply import ApplyResult, apply, survey
 from topology.management import Management, management_url_from, vhost_from
 from topology.names import RECORD_QUEUE
-from topology.plan import NO_CHANGES, Change
-from topology.record import read_record
+from topology.plan import NO_CHANGES, Change, Plan
+from topology.record import Record, read_record
 
 PAYMENTS = """
 exchanges:
@@ -42,6 +42,21 @@ def payments_topology(queue_type: str = "quorum", *, with_stock_binding: bool = 
     return loads(PAYMENTS % {"type": queue_type, "extra_binding": extra})
 
 
+async def apply_to(broker: Broker, topology: Topology, **options: Any) -> ApplyResult:
+    """`apply` on the test's vhost, through the test broker's own management API."""
+    return await apply(topology, broker.amqp_url, management_url=broker.management_url, **options)
+
+
+def survey_of(broker: Broker, topology: Topology) -> tuple[Plan, Record | None]:
+    """`survey` of the test's vhost for what `topology` expands to."""
+    return survey(expand(topology), broker.amqp_url, management_url=broker.management_url)
+
+
+def management_of(broker: Broker) -> Management:
+    """The management API client of the test's vhost."""
+    return Management.for_broker(broker.amqp_url, broker.management_url)
+
+
 def api_get(broker: Broker, kind: str, name: str = "") -> Any:
     """GET /api/<kind>/<vhost>[/<name>] from the management API."""
     path = f"/api/{kind}/{quote(broker.vhost, safe='')}"
@@ -53,12 +68,13 @@ def api_get(broker: Broker, kind: str, name: str = "") -> Any:
         return response.json()
 
 
-def bindings_on(broker: Broker) -> set[tuple[str, str, str]]:
-    """(source, destination, routing key) of every binding but the default exchange's."""
+def bindings_on(broker: Broker, *, failures: bool = False) -> set[tuple[str, str, str]]:
+    """(source, destination, routing key) of every binding but the default exchange's, and
+    but those of the failure exchanges unless `failures` is set."""
     return {
         (b["source"], b["destination"], b["routing_key"])
         for b in api_get(broker, "bindings")
-        if b["source"]
+        if b["source"] and (failures or not b["source"].endswith(".failures"))
     }
 
 
@@ -78,7 +94,7 @@ class TestApply:
         # Given
         topology = payments_topology()
         # When
-        result = await apply(topology, broker.amqp_url)
+        result = await apply_to(broker, topology)
         # Then
         queues = {q["name"]: q for q in api_get(broker, "queues")}
         assert set(queues) == {
@@ -106,25 +122,41 @@ class TestApply:
         assert queues["audit"]["arguments"]["x-max-length"] == 1000
         exchanges = {e["name"]: e["type"] for e in api_get(broker, "exchanges")}
         assert (exchanges["orders"], exchanges["inventory"]) == ("topic", "direct")
-        assert bindings_on(broker) == {
+        assert (exchanges["payments.failures"], exchanges["audit.failures"]) == ("direct", "direct")
+        assert bindings_on(broker, failures=True) == {
             ("orders", "payments", "order.placed"),
             ("orders", "audit", "order.#"),
+            *(
+                (f"{queue}.failures", target, target)
+                for queue, targets in {
+                    "payments": ["payments", "payments.retry.5s", "payments.dead"],
+                    "audit": [
+                        "audit",
+                        "audit.retry.5s",
+                        "audit.retry.30s",
+                        "audit.retry.5m",
+                        "audit.dead",
+                    ],
+                }.items()
+                for target in targets
+            ),
         }
-        assert result.summary() == "Applied: 12 created."
+        # 2 exchanges, 2 failure exchanges, 8 queues, 2 bindings and 8 failure routes
+        assert result.summary() == "Applied: 22 created."
 
     async def test_a_second_apply_changes_nothing(self, broker: Broker) -> None:
         """apply is idempotent: right after an apply, the plan is empty and nothing is rewritten."""
         # Given
         topology = payments_topology()
-        await apply(topology, broker.amqp_url)
-        with Management.for_broker(broker.amqp_url) as api:
+        await apply_to(broker, topology)
+        with management_of(broker) as api:
             first = read_record(api)
         # When
-        result = await apply(topology, broker.amqp_url)
+        result = await apply_to(broker, topology)
         # Then
         assert result.applied == []
         assert result.summary() == NO_CHANGES
-        with Management.for_broker(broker.amqp_url) as api:
+        with management_of(broker) as api:
             second = read_record(api)
         assert first is not None
         assert second == first
@@ -132,13 +164,11 @@ class TestApply:
     async def test_apply_records_what_it_applied_in_the_broker(self, broker: Broker) -> None:
         """The record queue holds one message: the last applied resources and the file digest."""
         # Given
-        await apply(payments_topology(), broker.amqp_url, file_sha256="a" * 64)
+        await apply_to(broker, payments_topology(), file_sha256="a" * 64)
         # When
-        await apply(
-            payments_topology(with_stock_binding=True), broker.amqp_url, file_sha256="b" * 64
-        )
+        await apply_to(broker, payments_topology(with_stock_binding=True), file_sha256="b" * 64)
         # Then
-        with Management.for_broker(broker.amqp_url) as api:
+        with management_of(broker) as api:
             record = read_record(api)
         assert record is not None
         assert record.file_sha256 == "b" * 64
@@ -149,26 +179,27 @@ class TestApply:
         """A queue fleet applied and an operator deleted is drift, and apply repairs it."""
         # Given
         topology = payments_topology()
-        await apply(topology, broker.amqp_url)
+        await apply_to(broker, topology)
         delete_by_hand(broker, "queues", "payments")
         # When
-        current, _ = survey(expand(topology), broker.amqp_url)
+        current, _ = survey_of(broker, topology)
         # Then
         assert [(c.kind, c.resource.key) for c in current.changes] == [
             ("drift", "queue payments"),
             ("drift", "binding orders → payments [order.placed]"),
+            ("drift", "binding payments.failures → payments [payments]"),
         ]
-        result = await apply(topology, broker.amqp_url)
-        assert result.summary() == "Applied: 2 repaired."
+        result = await apply_to(broker, topology)
+        assert result.summary() == "Applied: 3 repaired."
         assert ("orders", "payments", "order.placed") in bindings_on(broker)
 
     async def test_changing_a_queue_type_is_refused_without_recreate(self, broker: Broker) -> None:
         """RabbitMQ cannot change a queue's type in place, so apply refuses and touches nothing."""
         # Given
-        await apply(payments_topology("classic"), broker.amqp_url)
+        await apply_to(broker, payments_topology("classic"))
         # When
         with pytest.raises(UnsafeChange) as raised:
-            await apply(payments_topology("quorum"), broker.amqp_url)
+            await apply_to(broker, payments_topology("quorum"))
         # Then
         message = str(raised.value)
         assert "queue 'payments': type classic → quorum, " in message
@@ -180,7 +211,7 @@ class TestApply:
     ) -> None:
         """With recreate, the queue comes back with its new type and its bindings."""
         # Given
-        await apply(payments_topology("classic"), broker.amqp_url)
+        await apply_to(broker, payments_topology("classic"))
         asked: list[list[Change]] = []
 
         def confirm(unsafe: list[Change]) -> bool:
@@ -188,9 +219,7 @@ class TestApply:
             return True
 
         # When
-        result = await apply(
-            payments_topology("quorum"), broker.amqp_url, recreate=True, confirm=confirm
-        )
+        result = await apply_to(broker, payments_topology("quorum"), recreate=True, confirm=confirm)
         # Then
         assert [c.resource.key for c in asked[0]] == [
             "queue payments",
@@ -200,16 +229,16 @@ class TestApply:
         assert api_get(broker, "queues", "payments")["type"] == "quorum"
         assert ("orders", "payments", "order.placed") in bindings_on(broker)
         assert result.summary() == "Applied: 3 changed."
-        again, _ = survey(expand(payments_topology("quorum")), broker.amqp_url)
+        again, _ = survey_of(broker, payments_topology("quorum"))
         assert again.changes == []
 
     async def test_a_declined_recreate_changes_nothing(self, broker: Broker) -> None:
         """Answering no to the confirmation leaves the broker as it was."""
         # Given
-        await apply(payments_topology("classic"), broker.amqp_url)
+        await apply_to(broker, payments_topology("classic"))
         # When
-        result = await apply(
-            payments_topology("quorum"), broker.amqp_url, recreate=True, confirm=lambda _: False
+        result = await apply_to(
+            broker, payments_topology("quorum"), recreate=True, confirm=lambda _: False
         )
         # Then
         assert result.declined
@@ -221,7 +250,7 @@ class TestApply:
     ) -> None:
         """apply unbinds what it made and the file dropped, never what someone else made."""
         # Given
-        await apply(payments_topology(with_stock_binding=True), broker.amqp_url)
+        await apply_to(broker, payments_topology(with_stock_binding=True))
         with broker.api() as api:
             api.post(
                 f"/api/bindings/{quote(broker.vhost, safe='')}/e/inventory/q/audit",
@@ -229,8 +258,8 @@ class TestApply:
             ).raise_for_status()
         progress: list[str] = []
         # When
-        result = await apply(
-            payments_topology(), broker.amqp_url, on_change=lambda c: progress.append(c.headline)
+        result = await apply_to(
+            broker, payments_topology(), on_change=lambda c: progress.append(c.headline)
         )
         # Then
         assert progress == ["- binding inventory → payments [stock.reserved]"]
@@ -240,7 +269,7 @@ class TestApply:
             ("orders", "audit", "order.#"),
             ("inventory", "audit", "stock.audited"),
         }
-        current, _ = survey(expand(payments_topology()), broker.amqp_url)
+        current, _ = survey_of(broker, payments_topology())
         assert [(c.kind, c.resource.key) for c in current.changes] == [
             ("unmanaged", "binding inventory → audit [stock.audited]")
         ]
@@ -262,14 +291,14 @@ class TestApply:
             UnsafeChange,
             match=r"^queue 'audit': the broker refused it: PRECONDITION_FAILED - inequivalent arg",
         ):
-            await apply(payments_topology(), broker.amqp_url, on_change=race)
+            await apply_to(broker, payments_topology(), on_change=race)
 
     async def test_apply_on_an_unreachable_amqp_port_fails_with_broker_unreachable(
         self, broker: Broker
     ) -> None:
         """The management API answers but AMQP does not: one line saying so."""
         # Given
-        url = broker.amqp_url.replace(":5672/", ":1/")
+        url = broker.amqp_url_on_port(1)
         # When / Then
         with pytest.raises(BrokerUnreachable, match=r"cannot reach RabbitMQ at .*:1: connection"):
             await apply(payments_topology(), url, management_url=broker.management_url)
@@ -293,11 +322,11 @@ class TestPlanAgainstTheBroker:
         # Given
         desired = expand(payments_topology())
         # When
-        current, record = survey(desired, broker.amqp_url)
+        current, record = survey(desired, broker.amqp_url, management_url=broker.management_url)
         # Then
         assert record is None
         assert {c.kind for c in current.changes} == {"create"}
-        assert len(current.pending) == 12
+        assert len(current.pending) == 22
 
 
 class TestManagement:
@@ -337,7 +366,7 @@ class TestManagement:
     ) -> None:
         """--management-url need not repeat the user and password."""
         # Given
-        with Management.for_broker(broker.amqp_url, "http://127.0.0.1:15672/") as api:
+        with Management.for_broker(broker.amqp_url, broker.management_base) as api:
             # When
             queues = api.queues()
         # Then
@@ -350,7 +379,7 @@ class TestManagement:
         url = broker.amqp_url.replace("guest:guest@", "guest:wrong@")
         # When / Then
         with (
-            Management.for_broker(url) as api,
+            Management.for_broker(url, broker.management_base) as api,
             pytest.raises(BrokerUnreachable, match=r"refused user 'guest' \(401\)"),
         ):
             api.queues()
@@ -361,7 +390,7 @@ class TestManagement:
         url = broker.amqp_url + "-missing"
         # When / Then
         with (
-            Management.for_broker(url) as api,
+            Management.for_broker(url, broker.management_base) as api,
             pytest.raises(BrokerUnreachable, match=r"vhost '.*-missing' does not exist"),
         ):
             api.exchanges()
@@ -381,7 +410,7 @@ class TestManagement:
                     "properties": {"headers": {"reason": "test"}},
                 },
             ).raise_for_status()
-        with Management.for_broker(broker.amqp_url) as management:
+        with management_of(broker) as management:
             # When
             first = management.peek("parked")
             second = management.peek("parked")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterator
 
+import fulfilment.contracts  # noqa: F401  (registers the events)
 import httpx
 import pytest
 from aiohttp.test_utils import TestServer
@@ -18,7 +19,6 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-import contracts.fulfilment  # noqa: F401  (registers the events)
 from contracts import default_registry
 from tests.conftest import Broker
 from tests.integration.conftest import PikaPublisher, order

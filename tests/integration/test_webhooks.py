@@ -11,35 +11,39 @@ import asyncio
 import base64
 import socket
 import sys
-import time
-from collections.abc import AsyncIterator, Callable, Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
+import fulfilment.contracts  # noqa: F401  (the subscription binds their routing keys)
 import httpx
 import pytest
+from fulfilment.standins import Answer, Standins, serve
 
-import contracts.fulfilment  # noqa: F401  (the subscription binds their routing keys)
 from tests.conftest import Broker
 from tests.integration.conftest import PikaPublisher
 from topology import Topology, load
 from topology.apply import apply
+from topology.nodes import with_credentials
 from workers.runtime import headers as h
 from workers.runtime.shutdown import Shutdown
 from workers.standard_webhooks import verify
-from workers.standins import Answer, Standins, serve
-from workers.testing import collect, queue_depth
+from workers.testing import collect, eventually, queue_depth
 from workers.webhooks import DeliveryRecord, NoRecords, PostgresRecords, resolve, run_dispatchers
 from workers.webhooks.records import Records, recent
 from workers.webhooks.sender import post
+from workers.webhooks.service import QueueMissing
 
 NEW = "whsec_" + base64.b64encode(b"the new secret, 24 bytes").decode()
 OLD = "whsec_" + base64.b64encode(b"the old secret, 24 bytes").decode()
 SECRETS = {"TEST_HOOK_SECRET": NEW, "TEST_HOOK_SECRET_OLD": OLD}
 
 TOPOLOGY = """
+contracts: [fulfilment.contracts]
 exchanges:
   orders: {{}}
 webhooks:
@@ -56,19 +60,6 @@ webhooks:
 CONFIRMED = {"order_id": "o-1", "shipment_id": "sh-1"}
 
 
-async def until(check: Callable[[], Any], seconds: float = 20.0) -> None:
-    """Return once `check()` is true; fail after `seconds` (a bound, not a measurement)."""
-    deadline = time.monotonic() + seconds
-    while not await _true(check()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"still not true after {seconds}s: {check}")
-        await asyncio.sleep(0.05)
-
-
-async def _true(value: Any) -> bool:
-    return bool(await value) if asyncio.iscoroutine(value) else bool(value)
-
-
 class Hooks:
     """One test's receiver, topology and dispatcher."""
 
@@ -80,23 +71,37 @@ class Hooks:
         self.topology: Topology | None = None
 
     async def provision(
-        self, *, delays: str = "200ms, 500ms", allowance: str = "    allow_hosts: [127.0.0.1]"
+        self,
+        *,
+        delays: str = "200ms, 500ms",
+        allowance: str = "    allow_hosts: [127.0.0.1]",
+        extra: str = "",
+        passwords: dict[str, str] | None = None,
     ) -> Path:
         path = self.tmp_path / "topology.yaml"
-        path.write_text(TOPOLOGY.format(url=self.receiver.url, delays=delays, allowance=allowance))
+        path.write_text(
+            TOPOLOGY.format(url=self.receiver.url, delays=delays, allowance=allowance) + extra
+        )
         self.topology = load(path)
-        await apply(self.topology, self.broker.amqp_url, management_url=self.broker.management_url)
+        await apply(
+            self.topology,
+            self.broker.amqp_url,
+            management_url=self.broker.management_url,
+            passwords=passwords,
+        )
         return path
 
     @asynccontextmanager
-    async def dispatching(self, records: Records | None = None) -> AsyncIterator[None]:
-        """Run the dispatcher until the block exits."""
+    async def dispatching(
+        self, records: Records | None = None, *, url: str | None = None
+    ) -> AsyncIterator[None]:
+        """Run the dispatcher (connected with `url`, default the test's) until the block exits."""
         assert self.topology is not None, "provision() first"
         shutdown, ready = Shutdown(), asyncio.Event()
         task = asyncio.create_task(
             run_dispatchers(
                 resolve(self.topology, environ=SECRETS),
-                self.broker.amqp_url,
+                url or self.broker.amqp_url,
                 records=records or PostgresRecords(self.database),
                 shutdown=shutdown,
                 ready=ready,
@@ -149,7 +154,7 @@ class Hooks:
                 return False
             return len(found) >= count
 
-        await until(enough)
+        await eventually(enough, what=f"{count} delivery records")
         return found
 
 
@@ -251,13 +256,13 @@ class TestConcurrency:
         async with hooks.dispatching():
             for i in range(10):
                 hooks.publish(f"m-{i}")
-            await until(lambda: receiver.webhooks.in_flight == 3)
+            await eventually(lambda: receiver.webhooks.in_flight == 3, what="three POSTs waiting")
 
             async def all_prefetched() -> bool:
                 return await queue_depth(hooks.broker.amqp_url, "webhook.crm") == 0
 
             # Every message has reached the dispatcher: unbounded, all ten would POST now.
-            await until(all_prefetched)
+            await eventually(all_prefetched, what="webhook.crm emptied by the dispatcher")
             receiver.webhooks.release()
             await hooks.wait_records(10)
         # Then
@@ -432,6 +437,33 @@ class TestDeadLetters:
         assert [(r.outcome, r.event_type) for r in records] == [("dead", "Other")]
         assert receiver.webhooks.received == []
 
+    async def test_hostile_headers_are_parked_with_their_reason_and_the_rest_delivered(
+        self, hooks: Hooks, receiver: Standins
+    ) -> None:
+        """A version that is no number, counters of the wrong type: nothing stays in flight."""
+        # Given
+        await hooks.provision()
+        publisher = PikaPublisher(hooks.broker.amqp_url)
+        wrong = {h.ATTEMPTS: "abc", h.RETRIES: [1], h.VERSION: 1}
+        # When
+        async with hooks.dispatching():
+            for message_id, headers in [("bad-version", {h.VERSION: "abc"}), ("odd", wrong)]:
+                publisher.publish(
+                    "orders",
+                    "order.confirmed",
+                    CONFIRMED,
+                    type="OrderConfirmed",
+                    message_id=message_id,
+                    headers=headers,
+                )
+            publisher.close()
+            [parked] = await collect(hooks.broker.amqp_url, "webhook.crm.dead", 1)
+            await eventually(lambda: "odd" in receiver.webhooks.accepted, what="'odd' accepted")
+        # Then
+        assert parked.message_id == "bad-version"
+        assert parked.headers[h.REASON] == "invalid-version"
+        assert await queue_depth(hooks.broker.amqp_url, "webhook.crm") == 0
+
 
 class TestWithoutDatabase:
     async def test_the_dispatcher_delivers_without_records(
@@ -443,8 +475,67 @@ class TestWithoutDatabase:
         # When
         async with hooks.dispatching(records=NoRecords()):
             hooks.publish("m-nodb")
-            await until(lambda: "m-nodb" in receiver.webhooks.accepted)
+            await eventually(lambda: "m-nodb" in receiver.webhooks.accepted, what="m-nodb accepted")
         # Then
         assert receiver.webhooks.accepted["m-nodb"].verified
         with pytest.raises(LookupError):
             await hooks.records()
+
+
+class TestStartup:
+    async def test_the_dispatcher_refuses_a_topology_applied_before_failure_exchanges(
+        self, hooks: Hooks, broker: Broker
+    ) -> None:
+        """Without `webhook.<name>.failures` it stops with the one line saying to run apply."""
+        # Given
+        await hooks.provision()
+        with broker.api() as api:
+            api.delete(
+                f"/api/exchanges/{quote(broker.vhost, safe='')}/webhook.crm.failures"
+            ).raise_for_status()
+        # When
+        with pytest.raises(QueueMissing) as refused:
+            async with hooks.dispatching(records=NoRecords()):
+                pass
+        # Then
+        assert str(refused.value) == (
+            "exchange 'webhook.crm.failures' does not exist on this broker: "
+            "run `fleet topology apply` first"
+        )
+
+
+class TestUnderItsOwnUser:
+    async def test_the_dispatcher_delivers_retries_and_parks_as_its_own_user(
+        self, hooks: Hooks, receiver: Standins, broker: Broker
+    ) -> None:
+        """With access.users it reads webhook.crm and writes webhook.crm.failures, no more:
+        a 503 goes round the delay tier, then is delivered; a 410 is parked."""
+        # Given the dispatcher's own user, made by apply
+        prefix = f"t{uuid.uuid4().hex[:6]}-"
+        user, password = f"{prefix}webhooks", uuid.uuid4().hex
+        try:
+            await hooks.provision(
+                extra=f"access: {{users: true, prefix: {prefix}}}\n", passwords={user: password}
+            )
+            receiver.webhooks.script([503, 200, 410])
+            url = with_credentials(broker.amqp_url, user, password)
+            # When
+            async with hooks.dispatching(records=NoRecords(), url=url):
+                hooks.publish("m-retried")
+                await eventually(
+                    lambda: "m-retried" in receiver.webhooks.accepted, what="m-retried accepted"
+                )
+                hooks.publish("m-gone")
+                [parked] = await collect(broker.amqp_url, "webhook.crm.dead", 1, seconds=10)
+            # Then
+            assert receiver.webhooks.accepted["m-retried"].verified
+            assert parked.message_id == "m-gone"
+            assert parked.headers[h.REASON] == "permanent"
+            with broker.api() as api:
+                granted = api.get(f"/api/users/{user}/permissions").json()
+            assert [(p["configure"], p["write"], p["read"]) for p in granted] == [
+                ("", r"^webhook\.crm\.failures$", r"^webhook\.crm$")
+            ]
+        finally:
+            with broker.api() as api:
+                api.delete(f"/api/users/{user}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 from collections import Counter
+from urllib.parse import quote
 
 import pytest
 
@@ -143,11 +144,13 @@ class TestPoisonMessages:
             assert message.headers[h.ORIGINAL_ROUTING_KEY] == "order.placed"
         assert by_id["bad-json"].body == b"{not json"  # the body is kept as it was
 
+    @pytest.mark.parametrize("queue_type", ["classic", "quorum"])
     async def test_a_failing_handler_is_retried_through_the_delay_queue_then_parked(
-        self, broker: Broker, echo_topology, pika_publisher: PikaPublisher
+        self, broker: Broker, echo_topology, pika_publisher: PikaPublisher, queue_type: str
     ) -> None:
-        """Two in-process attempts, one 1 s delay tier, two more attempts, then echo.dead."""
-        path, _ = await echo_topology()
+        """Two in-process attempts, one 1 s delay tier, two more attempts, then echo.dead
+        (a quorum delay tier dead-letters back at least once)."""
+        path, _ = await echo_topology(queue_type=queue_type)
         with worker(broker, path) as process:
             pika_publisher.publish(
                 "orders", "order.placed", order("o-1", customer_id="boom"), message_id="boom-1"
@@ -201,6 +204,52 @@ class TestCrashLoopWithoutDatabase:
         answered = {a.json()["order_id"] for a in answers}
         assert len(answered) + len(parked) == 21  # nothing lost
 
+    async def test_a_crash_loop_on_a_quorum_queue_ends_at_the_brokers_delivery_limit(
+        self, broker: Broker, tmp_path, pika_publisher: PikaPublisher
+    ) -> None:
+        """Without an inbox database RabbitMQ's x-delivery-limit bounds a quorum queue's
+        crash loop (3.10 and 4.x alike, fleet sets it explicitly): past it the broker
+        dead-letters the message to echo.dead, and `fleet dlq show` names the limit as
+        its reason, not the delay tier it came back from before (its first death)."""
+        from tests.integration.conftest import ECHO_TOPOLOGY
+        from topology import load
+        from topology.apply import apply
+        from topology.management import Management
+        from workers.dlq import show
+
+        # Given a quorum queue that allows 2 unsettled deliveries, and a message that
+        # fails once, goes through the 1 s delay tier, then kills every worker it meets
+        path = tmp_path / "t.yaml"
+        topology = ECHO_TOPOLOGY.format(queue_type="quorum", prefetch=10, concurrency=4)
+        path.write_text(topology.replace("    retry:", "    delivery_limit: 2\n    retry:", 1))
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        pika_publisher.publish(
+            "orders", "order.placed", order("p", customer_id="poison-late"), message_id="late-1"
+        )
+        for i in range(5):
+            pika_publisher.publish("orders", "order.placed", order(f"o-{i}"), message_id=f"m-{i}")
+        # When workers are started until one survives
+        crashes = 0
+        while crashes < 10:
+            process = worker(broker, path).start()
+            code = process.wait(10)
+            if code is None:
+                process.stop()
+                break
+            assert code == 13
+            crashes += 1
+        # Then the broker parked it after the limit's deliveries, and nothing was lost
+        with Management.for_broker(broker.amqp_url, broker.management_url) as management:
+            shown = show(management, "echo.dead", 10)
+        answers = await collect(broker.amqp_url, "answers", 5, seconds=5)
+        assert crashes == 3
+        assert shown is not None
+        assert [(m.message_id, m.reason) for m in shown] == [
+            ("late-1", "delivery_limit (by the broker)")
+        ]
+        assert shown[0].attempts == 2  # the in-process attempts before the delay tier
+        assert sorted(a.json()["order_id"] for a in answers) == [f"o-{i}" for i in range(5)]
+
 
 class TestStartup:
     async def test_a_worker_refuses_to_start_when_the_topology_was_not_applied(
@@ -216,10 +265,36 @@ class TestStartup:
             process.start(timeout=20)
         assert process.stop() == 1
 
+    async def test_a_worker_refuses_a_topology_applied_before_failure_exchanges(
+        self, broker: Broker, echo_topology
+    ) -> None:
+        """Without `<queue>.failures` (an older fleet applied the file) it exits 1 with
+        the one line saying to run apply."""
+        # Given
+        path, _ = await echo_topology()
+        with broker.api() as api:
+            api.delete(
+                f"/api/exchanges/{quote(broker.vhost, safe='')}/echo.failures"
+            ).raise_for_status()
+        process = worker(broker, path)
+        # When
+        with pytest.raises(RuntimeError, match="fleet topology apply"):
+            process.start(timeout=20)
+        # Then
+        assert process.stop() == 1
+        assert (
+            "error: exchange 'echo.failures' does not exist on this broker: "
+            "run `fleet topology apply` first"
+        ) in process.output
+
 
 class TestBrokerRestart:
     async def test_the_worker_reconnects_after_a_broker_restart_and_resumes(
-        self, broker: Broker, echo_topology, pika_publisher: PikaPublisher
+        self,
+        broker: Broker,
+        broker_ctl: list[str],
+        echo_topology,
+        pika_publisher: PikaPublisher,
     ) -> None:
         """After `rabbitmqctl stop_app` / `start_app` the same process consumes again."""
         path, _ = await echo_topology(queue_type="quorum")
@@ -227,7 +302,7 @@ class TestBrokerRestart:
             pika_publisher.publish("orders", "order.placed", order("before"), message_id="m-before")
             assert len(await collect(broker.amqp_url, "answers", 1)) == 1
             pika_publisher.close()
-            await rabbitmqctl("stop_app", "start_app", "await_startup")
+            await rabbitmqctl("stop_app", "start_app", "await_startup", ctl=broker_ctl)
             after = PikaPublisher(broker.amqp_url)
             after.publish("orders", "order.placed", order("after"), message_id="m-after")
             after.close()

@@ -6,7 +6,9 @@ A line marked `type: ignore[...]` must fail type checking; with
 
 from __future__ import annotations
 
-from contracts.fulfilment import OrderPlaced, StockRejected, StockReserved
+from fulfilment.contracts import OrderPlaced, StockRejected, StockReserved
+
+from contracts import Fault
 from workers import Context, Worker
 
 inventory = Worker("inventory")
@@ -30,3 +32,15 @@ async def wrong_return(event: OrderPlaced, ctx: Context) -> str:
 
 def not_keyword_only() -> None:
     StockRejected("o-1", "reason")  # type: ignore[call-arg]
+
+
+@inventory.handles(Fault.of(OrderPlaced))
+async def placement_failed(fault: Fault[OrderPlaced], ctx: Context) -> None:
+    """A fault handler sees the parked message with its own contract type."""
+    if fault.message is not None:
+        print(fault.message.order_id)
+
+
+@inventory.handles(Fault.of(OrderPlaced))  # type: ignore[arg-type]
+async def wrong_fault(fault: Fault[StockReserved], ctx: Context) -> None:
+    """The fault of one contract is not the fault of another."""

@@ -8,10 +8,12 @@ from collections.abc import Iterator
 import pytest
 import structlog
 from click.testing import CliRunner, Result
+from fulfilment import TOPOLOGY_FILE
 
 import workers.cli.contracts  # noqa: F401  (adds the `contracts` group to `fleet`)
-from contracts import default_registry
+from topology import load
 from workers.cli import EXIT_USAGE, cli
+from workers.project import register_contracts
 
 #: The reference saga's contracts; other tests may register more.
 SAGA_TYPES = [
@@ -28,6 +30,12 @@ SAGA_TYPES = [
 
 
 @pytest.fixture(autouse=True)
+def _in_the_reference_project(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Run in the reference fleet's directory: its fleet.yaml names its contracts."""
+    monkeypatch.chdir(TOPOLOGY_FILE.parent)
+
+
+@pytest.fixture(autouse=True)
 def _restore_logging() -> Iterator[None]:
     """The `fleet` group configures structlog for the process; put the old configuration back."""
     saved = structlog.get_config()
@@ -36,8 +44,8 @@ def _restore_logging() -> Iterator[None]:
 
 
 def registered_names() -> list[str]:
-    """Wire names in the default registry, one per contract version, in listing order."""
-    return [t.__wire_name__ for t in default_registry]
+    """Wire names of the reference fleet's contracts, one per version, in listing order."""
+    return [t.__wire_name__ for t in register_contracts(load(TOPOLOGY_FILE))]
 
 
 def known_names() -> list[str]:
@@ -89,10 +97,10 @@ class TestContractsList:
         assert result.exit_code == 0, result.output
         rows = json.loads(result.stdout)
         assert set(SAGA_TYPES) <= {row["type"] for row in rows}
-        placed = next(row for row in rows if row["type"] == "OrderPlaced")
+        placed = next(row for row in rows if row["type"] == "OrderPlaced" and row["version"] == 2)
         assert placed == {
             "type": "OrderPlaced",
-            "version": 1,
+            "version": 2,
             "routing_key": "order.placed",
             "description": "A customer placed an order; the saga's first event.",
             "fields": [
@@ -101,20 +109,30 @@ class TestContractsList:
                 {"name": "lines", "type": "list[OrderLine]", "required": True},
                 {"name": "total_cents", "type": "int", "required": True},
                 {"name": "currency", "type": "str", "required": False},
+                {"name": "source", "type": "str", "required": False},
             ],
+        }
+        assert {(r["type"], r["version"]) for r in rows if r["type"] == "OrderPlaced"} == {
+            ("OrderPlaced", 1),
+            ("OrderPlaced", 2),
         }
         rejected = next(row for row in rows if row["type"] == "StockRejected")
         assert rejected["fields"][-1] == {"name": "sku", "type": "str | None", "required": False}
 
-    def test_the_list_is_the_default_registry(self) -> None:
-        """The CLI shows exactly what the runtime would accept."""
+    def test_the_list_is_the_projects_contracts_only(self) -> None:
+        """The CLI shows exactly the modules under `contracts:`, nothing else in the process."""
         # Given / When
         result = fleet("contracts", "list", "--json")
         # Then
         rows = json.loads(result.stdout)
         assert [(r["type"], r["version"]) for r in rows] == [
-            (t.__wire_name__, t.__version__) for t in default_registry
+            (t.__wire_name__, t.__version__) for t in register_contracts(load(TOPOLOGY_FILE))
         ]
+        assert {r["type"] for r in rows} == set(SAGA_TYPES) | {
+            "OrderDeadline",
+            "PaymentRefunded",
+            "ShipmentCancelled",
+        }
 
 
 class TestContractsSchema:
@@ -124,12 +142,12 @@ class TestContractsSchema:
         """The output is indented JSON Schema carrying x-fleet."""
         # Given / When
         result = fleet("contracts", "schema", "OrderPlaced")
-        # Then
+        # Then: the newest version, unless --version asks for another
         assert result.exit_code == 0, result.output
         schema = json.loads(result.stdout)
         assert schema["x-fleet"] == {
             "type": "OrderPlaced",
-            "version": 1,
+            "version": 2,
             "routing_key": "order.placed",
         }
         assert schema["$defs"]["OrderPlaced"]["required"] == [

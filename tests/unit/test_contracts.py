@@ -6,6 +6,7 @@ from typing import Any
 
 import msgspec
 import pytest
+from fulfilment.contracts import OrderCancelled, OrderLine, OrderPlaced, StockRejected
 
 from contracts import (
     DuplicateContract,
@@ -19,7 +20,6 @@ from contracts import (
     encode,
     json_schema,
 )
-from contracts.fulfilment import OrderCancelled, OrderLine, OrderPlaced, StockRejected
 
 
 class ParcelLost(Event, frozen=True):
@@ -153,7 +153,7 @@ class TestEvent:
     def test_describe_names_a_contract_with_its_version_and_routing_key(self) -> None:
         """describe() is how the CLI and errors name a contract."""
         # Given / When / Then
-        assert describe(OrderPlaced) == "OrderPlaced v1 (order.placed)"
+        assert describe(OrderPlaced) == "OrderPlaced v2 (order.placed)"
 
 
 class TestRegistry:
@@ -285,12 +285,15 @@ class TestRegistry:
         assert listed == [ParcelLost, ParcelFound, ParcelFoundV3]
 
     def test_the_reference_contracts_are_in_the_default_registry(self) -> None:
-        """Importing contracts.fulfilment registers the saga's events."""
+        """Importing fulfilment.contracts registers the saga's events, each version."""
         # Given
+        from fulfilment.contracts import OrderPlacedV1
+
         from contracts import default_registry, lookup
 
         # When / Then
-        assert lookup("OrderPlaced") is OrderPlaced
+        assert lookup("OrderPlaced", 2) is OrderPlaced
+        assert lookup("OrderPlaced") is OrderPlacedV1  # version 1 unless asked for another
         assert OrderPlaced in default_registry
 
 
@@ -374,6 +377,18 @@ class TestDecode:
         # Then
         assert str(caught.value).startswith("OrderPlaced: malformed JSON (")
         assert caught.value.path == ""
+
+    @pytest.mark.parametrize("nesting", ["objects", "arrays"])
+    def test_json_nested_past_the_depth_limit_is_an_invalid_payload(self, nesting: str) -> None:
+        """A small body nested a thousand levels deep is the payload's fault, not a crash."""
+        # Given: about 6 KB, in an unknown field the decoder has to skip
+        opening, closing = (b'{"a":', b"}") if nesting == "objects" else (b"[", b"]")
+        body = b'{"order_id": "o-1", "extra": ' + opening * 1_000 + b"1" + closing * 1_000 + b"}"
+        # When
+        with pytest.raises(InvalidPayload) as caught:
+            decode(OrderPlaced, body)
+        # Then
+        assert str(caught.value) == "OrderPlaced: JSON nested too deeply"
 
     def test_a_json_array_body_is_refused(self) -> None:
         """The body must be a JSON object, not an array of them."""
@@ -502,9 +517,9 @@ class TestJsonSchema:
         # Given / When
         schema = json_schema(OrderPlaced)
         # Then
-        assert schema["$defs"]["OrderPlaced"]["description"] == (
-            "A customer placed an order; the saga's first event."
-        )
+        description = schema["$defs"]["OrderPlaced"]["description"]
+        assert description.split("\n\n")[0] == "A customer placed an order; the saga's first event."
+        assert "Version 2: `source` says where the order came from" in description
 
     def test_the_schema_is_plain_json(self) -> None:
         """The export can be written to a file as it is."""

@@ -16,8 +16,9 @@ from pamqp.exceptions import PAMQPException
 from pamqp.frame import marshal, unmarshal
 from pamqp.header import ContentHeader
 
-from workers.runtime.decoding import decode_frame
-from workers.runtime.frames import BufferedFrameReceiver
+from workers.runtime import headers as h
+from workers.runtime.fastpath.decoding import decode_frame
+from workers.runtime.fastpath.frames import BufferedFrameReceiver
 
 
 def attributes(frame: Any) -> dict[str, Any]:
@@ -142,3 +143,62 @@ async def test_the_receiver_reports_a_malformed_delivery_as_an_invalid_frame() -
     reader.feed_eof()
     with pytest.raises(InvalidFrameError, match="past the frame"):
         await BufferedFrameReceiver(reader).get_frame()
+
+
+def content_header(flags: int, encoded: bytes) -> bytes:
+    """A content header frame with these property flags and hand-encoded property bytes."""
+    payload = struct.pack(">HHQH", 60, 0, 2, flags) + encoded
+    return struct.pack(">BHI", 2, 1, len(payload)) + payload + b"\xce"
+
+
+class TestValuesNoDecoderCanRead:
+    """The broker passes properties on as published: a value no decoder can read is
+    left out and named in `x-fleet-undecodable`, and the rest of the header is kept."""
+
+    def test_a_timestamp_past_the_range_of_datetime_is_named_and_left_out(self) -> None:
+        # Given: a timestamp, then a message id after it
+        data = content_header((1 << 7) | (1 << 6), b"\x02id" + struct.pack(">Q", 2**63 - 1))
+        # When
+        _, _, header = decode_frame(data)
+        # Then
+        assert header.properties.timestamp is None
+        assert header.properties.message_id == "id"
+        assert "timestamp" in header.properties.headers[h.UNDECODABLE]
+
+    def test_a_short_string_that_is_not_utf8_is_named_and_left_out(self) -> None:
+        # Given: a message id of two bytes that are not UTF-8, then a type
+        data = content_header((1 << 7) | (1 << 5), b"\x02\xff\xfe" + b"\x05Probe")
+        # When
+        _, _, header = decode_frame(data)
+        # Then
+        assert header.properties.message_id is None
+        assert header.properties.message_type == "Probe"
+        assert header.properties.headers == {h.UNDECODABLE: "property message_id is not UTF-8"}
+
+    def test_a_header_table_pamqp_cannot_read_is_replaced_by_the_reason(self) -> None:
+        # Given: a table holding a timestamp past datetime's range, then a message id
+        entry = b"\x04when" + b"T" + struct.pack(">Q", 2**63 - 1)
+        table = struct.pack(">I", len(entry)) + entry
+        data = content_header((1 << 13) | (1 << 7), table + b"\x02id")
+        # When
+        _, _, header = decode_frame(data)
+        # Then
+        assert header.properties.message_id == "id"
+        assert list(header.properties.headers) == [h.UNDECODABLE]
+        assert header.properties.headers[h.UNDECODABLE].startswith("property headers: ")
+
+    def test_a_routing_key_that_is_not_utf8_is_read_with_replacement_characters(self) -> None:
+        # Given
+        good = marshal(commands.Basic.Deliver("c", 1, False, "e", "rk"), 1)
+        data = good.replace(b"\x02rk", b"\x02\xffk")
+        # When
+        _, _, deliver = decode_frame(data)
+        # Then
+        assert deliver.routing_key == "\ufffdk"
+
+    def test_a_header_whose_layout_runs_past_the_frame_is_still_refused(self) -> None:
+        # Given: a message id claiming 200 bytes
+        data = content_header(1 << 7, b"\xc8id")
+        # Then
+        with pytest.raises(ValueError, match="past the frame"):
+            decode_frame(data)

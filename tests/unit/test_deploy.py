@@ -37,21 +37,42 @@ def exposed() -> set[str]:
             "histogram": ("_bucket", "_count", "_sum"),
         }.get(family.type, ("",))
         names |= {family.name + suffix for suffix in suffixes}
+    return names | _relay_metrics()
+
+
+def _relay_metrics() -> set[str]:
+    """The outbox relay's sample names (`fleet outbox run` serves them)."""
+    from workers.outbox import metrics
+
+    names = set()
+    for metric in (
+        metrics.DEPTH,
+        metrics.OLDEST,
+        metrics.PARKED,
+        metrics.ACTIVE,
+        metrics.PUBLISHED,
+        metrics.PARKED_ROWS,
+    ):
+        for family in metric.describe():
+            names.add(family.name + ("_total" if family.type == "counter" else ""))
     return names
 
 
 class TestCompose:
     def test_prometheus_scrapes_every_worker_service_on_the_metrics_port(self) -> None:
-        """The scrape config names each `worker run` service, on the port the workers use."""
+        """The scrape config names each `worker run` and `outbox run` service (the
+        relays serve the outbox's gauges), on the port the workers use."""
         services = compose()["services"]
         workers = {
-            name for name, s in services.items() if s.get("command", [])[:2] == ["worker", "run"]
+            name
+            for name, s in services.items()
+            if s.get("command", [])[:2] in (["worker", "run"], ["outbox", "run"])
         }
         scrape = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
         [job] = scrape["scrape_configs"]
         [dns] = job["dns_sd_configs"]
         assert set(dns["names"]) == workers
-        port = load(ROOT / "topology/fleet.yaml").metrics.port
+        port = load(ROOT / "examples/fulfilment/fleet.yaml").metrics.port
         assert dns["port"] == port
         assert services["inventory"]["environment"]["FLEET_METRICS_PORT"] == str(port)
 

@@ -17,7 +17,7 @@ from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
-from workers.runtime.frames import BufferedFrameReceiver, install
+from workers.runtime.fastpath.frames import BufferedFrameReceiver, install
 
 #: aiormq's own receiver, which the bulk reader extends.
 ORIGINAL = BufferedFrameReceiver.__mro__[1]

@@ -13,7 +13,7 @@ from workers.cli.status import render
 from workers.cli.up import metrics_ports
 from workers.observability.context import copied
 from workers.observability.exposition import FleetCollector
-from workers.observability.metrics import Histogram, WorkerMetrics, age_seconds
+from workers.observability.metrics import Histogram, MetricsObserver, WorkerMetrics, age_seconds
 from workers.status import Depth, QueueStatus, Snapshot
 from workers.supervisor import worker_command
 
@@ -56,6 +56,21 @@ class TestWorkerMetrics:
         ) in text
         assert 'fleet_handler_duration_seconds_count{queue="inventory"' in text
         assert 'fleet_messages_in_flight{queue="inventory",worker="inventory"} 3.0' in text
+
+    def test_rate_limit_waits_are_counted_per_type(self) -> None:
+        """on_throttled adds to the held deliveries and the time they were held."""
+        metrics = WorkerMetrics("payments", "payments", ["StockReserved"])
+        observer = MetricsObserver(metrics)
+        for seconds in (0.02, 0.03):
+            observer.on_throttled(None, "StockReserved", seconds)  # type: ignore[arg-type]
+        collector = FleetCollector()
+        collector.workers.append(metrics)
+        registry = CollectorRegistry()
+        registry.register(collector)
+        text = generate_latest(registry).decode()
+        labels = '{queue="payments",type="StockReserved",worker="payments"}'
+        assert f"fleet_messages_throttled_total{labels} 2.0" in text
+        assert f"fleet_messages_throttled_seconds_total{labels} 0.05" in text
 
 
 class TestMessageAge:

@@ -8,7 +8,15 @@ import pytest
 
 from topology import Duration, RetryPolicy
 from workers.errors import Reject, Retry
-from workers.runtime.retry import HandlerFailed, Park, Recount, Redeliver, RetryRules, crash_guard
+from workers.runtime.retry import (
+    HandlerFailed,
+    Park,
+    Recount,
+    Redeliver,
+    RetryRules,
+    crash_guard,
+    tier_for,
+)
 
 POLICY = RetryPolicy(
     attempts=3,
@@ -16,6 +24,7 @@ POLICY = RetryPolicy(
     max_backoff=Duration(2),
     delays=[Duration(5000), Duration(30_000)],
 )
+TIERS = RetryPolicy(delays=[Duration(200), Duration(1000), Duration(2000)])
 
 
 class Flaky:
@@ -46,7 +55,9 @@ class TestInProcessAttempts:
         assert failed.value.attempts == 3
         assert isinstance(failed.value.error, ConnectionError)
 
-    @pytest.mark.parametrize("error", [Reject("no"), Retry("later"), KeyError("configured")])
+    @pytest.mark.parametrize(
+        "error", [Reject("no"), Retry("later"), Retry("429", after=2), KeyError("configured")]
+    )
     async def test_permanent_errors_and_retry_requests_skip_in_process_attempts(
         self, error: Exception
     ) -> None:
@@ -56,6 +67,22 @@ class TestInProcessAttempts:
             await RetryRules("q", POLICY, (KeyError,)).call(call)
         assert call.calls == 1
         assert failed.value.attempts == 1
+
+    async def test_a_retry_after_on_a_later_attempt_ends_the_attempts(self) -> None:
+        """A 503, then a 429 with Retry-After: the second call is the last in process."""
+
+        class Told(Flaky):
+            async def __call__(self) -> str:
+                self.calls += 1
+                if self.calls == 1:
+                    raise ConnectionError("503")
+                raise Retry("429", after=2)
+
+        call = Told(0)
+        with pytest.raises(HandlerFailed) as failed:
+            await RetryRules("q", POLICY).call(call)
+        assert (call.calls, failed.value.attempts) == (2, 2)
+        assert isinstance(failed.value.error, Retry)
 
 
 class TestDecisions:
@@ -79,10 +106,62 @@ class TestDecisions:
         assert decision.queue == "q.retry.30s"
         assert decision.tier == 2
 
+    def test_a_retry_after_goes_to_the_shortest_tier_that_covers_it(self) -> None:
+        rules = RetryRules("q", TIERS)
+        decision = rules.decide(Retry("429 Too Many Requests", after=1.5), 0)
+        assert decision == Redeliver(
+            "q.retry.2s", Duration(2000), 3, "Retry: 429 Too Many Requests (retry after 1.5s)", 1
+        )
+
+    def test_a_retry_after_counts_one_retry_whatever_tier_it_takes(self) -> None:
+        decision = RetryRules("q", TIERS).decide(Retry(after=timedelta(milliseconds=100)), 1)
+        assert isinstance(decision, Redeliver)
+        assert (decision.queue, decision.retries) == ("q.retry.200ms", 2)
+
+    def test_a_retry_after_once_every_tier_is_used_is_parked_saying_so(self) -> None:
+        parked = RetryRules("q", TIERS).decide(Retry("quota", after=1.5), 3)
+        assert parked == Park(
+            "retries-exhausted",
+            "Retry",
+            "quota: asked to retry after 1.5s, but all 3 retry tiers were used",
+        )
+
+    @pytest.mark.parametrize(
+        ("after", "seconds"),
+        [(-3, 0), (float("nan"), 0), (float("inf"), 365 * 86_400), (1e300, 365 * 86_400)],
+    )
+    def test_whatever_wait_a_downstream_says_is_a_wait(self, after: float, seconds: float) -> None:
+        assert Retry(after=after).after == timedelta(seconds=seconds)
+
+    def test_retry_takes_delay_or_after_not_both(self) -> None:
+        with pytest.raises(ValueError, match="not both"):
+            Retry(delay=timedelta(seconds=1), after=1.0)
+
     def test_long_error_messages_are_truncated(self) -> None:
         parked = RetryRules("q", POLICY).decide(Reject("x" * 2000), 0)
         assert isinstance(parked, Park)
         assert len(parked.message) == 500
+
+
+class TestTierFor:
+    DELAYS = [Duration(200), Duration(1000), Duration(2000)]
+
+    def test_the_shortest_delay_not_shorter_than_asked(self) -> None:
+        assert [tier_for(self.DELAYS, s) for s in (0, 0.2, 0.3, 1.0, 1.5, 2.0)] == [
+            0,
+            0,
+            1,
+            1,
+            2,
+            2,
+        ]
+
+    def test_longer_than_every_tier_takes_the_longest(self) -> None:
+        assert tier_for(self.DELAYS, 60) == 2
+
+    def test_the_order_tiers_are_listed_in_does_not_matter(self) -> None:
+        shuffled = [Duration(2000), Duration(200), Duration(1000)]
+        assert (tier_for(shuffled, 0.5), tier_for(shuffled, 9)) == (2, 0)
 
 
 class TestCrashGuard:

@@ -4,12 +4,13 @@ clients of them: idempotency, declines, injected failures, refunds and voids."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 import httpx
 import pytest
-
-from workers import Reject
-from workers.fulfilment.clients import (
+from fulfilment.standins import Faults, Standins, serve
+from fulfilment.standins.server import QUOTA_RETRY_AFTER
+from fulfilment.workers.clients import (
     Booking,
     Captured,
     CarrierClient,
@@ -17,7 +18,8 @@ from workers.fulfilment.clients import (
     GatewayClient,
     Unavailable,
 )
-from workers.standins import Faults, Standins, serve
+
+from workers import Reject, Retry
 
 
 @pytest.fixture
@@ -75,6 +77,23 @@ class TestGateway:
         await gateway.aclose()
         # Then
         assert failures == ["payment gateway answered 503 Service Unavailable"] * 2
+        assert isinstance(answer, Captured)
+
+    async def test_a_quota_customer_is_told_to_come_back_later_once_per_key(
+        self, standins: Standins
+    ) -> None:
+        """429 with Retry-After becomes Retry(after=): the runtime's delay tier, not
+        in-process retries."""
+        # Given
+        gateway = GatewayClient(f"{standins.url}/gateway", timeout=2)
+        # When
+        with pytest.raises(Retry) as caught:
+            await charge(gateway, "k-q", customer="c-9-quota")
+        answer = await charge(gateway, "k-q", customer="c-9-quota")
+        await gateway.aclose()
+        # Then
+        assert caught.value.reason == "payment gateway answered 429 Too Many Requests"
+        assert caught.value.after == timedelta(seconds=QUOTA_RETRY_AFTER)
         assert isinstance(answer, Captured)
 
     async def test_a_timed_out_charge_was_made_and_its_retry_finds_it(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from fulfilment import TOPOLOGY_FILE
 
 from topology import EventRoute, Problem, Topology, WorkerWiring, check_wiring, load, loads
 from topology.routing import routes
@@ -65,7 +68,7 @@ class TestCheckWiring:
     def test_the_reference_fleet_is_wired_without_problems(self) -> None:
         """Every handled event is routed and every emitted event has a receiver."""
         # Given
-        topology = load()
+        topology = load(TOPOLOGY_FILE)
         # When
         problems = check_wiring(topology, REFERENCE_WIRING)
         # Then
@@ -324,3 +327,40 @@ class TestRoutes:
         """Fanout ignores the key; headers route on headers a static check cannot see."""
         # Given / When / Then
         assert routes(exchange_type, "order.placed", "payment.captured")
+
+
+class TestVersions:
+    """A consumer that cannot read a version some producer emits is reported."""
+
+    TOPOLOGY = """
+exchanges: {signups: {}, orders: {}}
+queues:
+  intake: {bind: [{exchange: orders, routing_key: "#"}]}
+  old: {bind: [{exchange: signups, routing_key: "#"}]}
+workers:
+  producer: {module: m, queue: intake, publish_to: signups}
+  old: {module: m, queue: old}
+"""
+
+    def wiring(self, emitted: int, handled: list[int], name: str = "Signup") -> dict[str, Any]:
+        route = "signup.made"
+        return {
+            "producer": WorkerWiring(handles=[], emits=[EventRoute(name, route, emitted)]),
+            "old": WorkerWiring(handles=[EventRoute(name, route, v) for v in handled], emits=[]),
+        }
+
+    def test_a_version_no_chain_leads_from_is_an_error(self) -> None:
+        problems = check_wiring(loads(self.TOPOLOGY), self.wiring(emitted=3, handled=[1]))
+        assert [str(p) for p in problems] == [
+            "workers.old: receives Signup v3 (emitted by producer) but handles v1, and no "
+            "upcaster or downcaster leads there: it would be parked as version-unsupported"
+        ]
+
+    def test_a_version_an_upcaster_chain_carries_to_the_handler_is_fine(self) -> None:
+        from tests.fixtures import versioned_workers  # noqa: F401  (its upcasters)
+
+        problems = check_wiring(loads(self.TOPOLOGY), self.wiring(emitted=1, handled=[2]))
+        assert problems == []
+
+    def test_the_handled_version_itself_is_fine(self) -> None:
+        assert check_wiring(loads(self.TOPOLOGY), self.wiring(emitted=1, handled=[1])) == []

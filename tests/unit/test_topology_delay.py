@@ -8,6 +8,7 @@ that the target exists and no worker consumes the delay queue itself.
 from __future__ import annotations
 
 import pytest
+from fulfilment import TOPOLOGY_FILE
 
 from topology import (
     EventRoute,
@@ -173,7 +174,7 @@ class TestWiring:
     def test_the_reference_workers_agree_with_the_reference_topology(self) -> None:
         """The code of the five reference workers, deadlines included, wired without problems."""
         # Given
-        topology = load()
+        topology = load(TOPOLOGY_FILE)
         wiring = {name: load_worker(name, spec).wiring() for name, spec in topology.workers.items()}
         # When / Then
         assert check_wiring(topology, wiring) == []

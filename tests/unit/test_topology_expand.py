@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import fulfilment.contracts  # noqa: F401  (the webhook subscription binds their routing keys)
 import pytest
+from fulfilment import TOPOLOGY_FILE
 
-import contracts.fulfilment  # noqa: F401  (the webhook subscription binds their routing keys)
 from topology import BindingDecl, ExchangeDecl, QueueDecl, Resources, expand, load, loads
 from topology.expand import DEAD_LETTER_DELIVERY_LIMIT
 from topology.model import DEFAULT_DELIVERY_LIMIT
@@ -65,14 +66,14 @@ class TestRetryQueues:
         assert retry.arguments["x-dead-letter-exchange"] == ""
         assert retry.arguments["x-dead-letter-routing-key"] == "inventory"
 
-    def test_retry_queues_have_no_bindings(self) -> None:
-        """Only the runtime puts messages into a retry queue; no exchange routes to it."""
+    def test_only_the_failure_exchange_routes_to_retry_queues(self) -> None:
+        """Only the runtime puts messages into a retry queue; the file's exchanges never do."""
         # Given
         resources = expand_yaml("  inventory: {bind: [{exchange: orders}]}\n")
         # When
-        destinations = {b.destination for b in resources.bindings}
+        sources = {b.source for b in resources.bindings if ".retry." in b.destination}
         # Then
-        assert destinations == {"inventory"}
+        assert sources == {"inventory.failures"}
 
     def test_no_delays_means_no_retry_queues(self) -> None:
         """An empty delay list goes straight from in-process attempts to the dead-letter queue."""
@@ -221,6 +222,70 @@ class TestStreams:
             BindingDecl(source="orders", destination="order-events", routing_key="order.#")
         ]
 
+    def test_a_stream_gets_no_failure_exchange(self) -> None:
+        """Nothing consumes a stream, so nothing publishes its failures."""
+        # Given
+        resources = expand_yaml("  order-events: {type: stream, bind: [{exchange: orders}]}\n")
+        # When
+        names = [e.name for e in resources.exchanges]
+        # Then
+        assert names == ["orders"]
+
+
+class TestFailureExchange:
+    """`<q>.failures`: where a consumer publishes its retry, dead-letter and recounted copies."""
+
+    def test_each_work_queue_gets_a_direct_failure_exchange(self) -> None:
+        """Declared after the file's exchanges, direct and durable, one per work queue."""
+        # Given
+        resources = expand_yaml(
+            "  inventory: {bind: [{exchange: orders}]}\n  payments: {bind: [{exchange: orders}]}\n"
+        )
+        # When
+        exchanges = resources.exchanges
+        # Then
+        assert exchanges == [
+            ExchangeDecl(name="orders", type="topic"),
+            ExchangeDecl(name="inventory.failures", type="direct"),
+            ExchangeDecl(name="payments.failures", type="direct"),
+        ]
+
+    def test_it_routes_each_queue_name_to_that_queue_alone(self) -> None:
+        """The queue itself (recounts), each retry tier and the dead-letter queue, by name."""
+        # Given
+        resources = expand_yaml(
+            "  inventory: {bind: [{exchange: orders}], retry: {delays: [5s, 1m]}}\n"
+        )
+        # When
+        routes = [
+            (b.routing_key, b.destination)
+            for b in resources.bindings
+            if b.source == "inventory.failures"
+        ]
+        # Then
+        assert routes == [
+            ("inventory", "inventory"),
+            ("inventory.retry.5s", "inventory.retry.5s"),
+            ("inventory.retry.1m", "inventory.retry.1m"),
+            ("inventory.dead", "inventory.dead"),
+        ]
+
+    def test_a_delay_queue_gets_none(self) -> None:
+        """A delay queue has no consumer: the broker itself hands its messages on."""
+        # Given
+        text = (
+            "exchanges: {orders: {}}\n"
+            "queues:\n"
+            "  orders: {bind: [{exchange: orders, routing_key: order.placed}]}\n"
+            "  deadlines:\n"
+            "    bind: [{exchange: orders, routing_key: order.deadline}]\n"
+            "    delay: {ttl: 30s, then: orders}\n"
+        )
+        # When
+        names = [e.name for e in expand(loads(text)).exchanges]
+        # Then
+        assert names == ["orders", "orders.failures"]
+
 
 class TestBindingsAndExchanges:
     """Bindings and exchanges pass through as the file declares them."""
@@ -240,7 +305,7 @@ class TestBindingsAndExchanges:
         # When
         resources = expand(loads(text))
         # Then
-        assert resources.bindings == [
+        assert [b for b in resources.bindings if b.source != "inventory.failures"] == [
             BindingDecl(source="orders", destination="inventory", routing_key="order.placed"),
             BindingDecl(source="payments", destination="inventory", routing_key="payment.declined"),
             BindingDecl(
@@ -267,7 +332,7 @@ class TestBindingsAndExchanges:
         """Five work queues with three tiers each, their dead queues, the delay queue,
         the stream, and the webhook subscription's queue with four tiers and its dead queue."""
         # Given
-        topology = load()
+        topology = load(TOPOLOGY_FILE)
         # When
         resources = expand(topology)
         # Then
@@ -278,6 +343,17 @@ class TestBindingsAndExchanges:
         assert "order-events.dead" not in names
         assert "order-deadlines.dead" not in names
         webhook_events = sum(len(w.events) for w in topology.webhooks.values())
+        # Each consumed queue's failure exchange is bound to it and to its derived queues.
+        failure_routes = len(resources.queues) - 2  # all but the stream and the delay queue
         assert len(resources.bindings) == (
-            sum(len(q.bind) for q in topology.queues.values()) + webhook_events
+            sum(len(q.bind) for q in topology.queues.values()) + webhook_events + failure_routes
         )
+        failures = {e.name for e in resources.exchanges if e.name.endswith(".failures")}
+        assert failures == {
+            "inventory.failures",
+            "payments.failures",
+            "shipping.failures",
+            "orders.failures",
+            "notifications.failures",
+            "webhook.notifications.failures",
+        }

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fulfilment import TOPOLOGY_FILE
 
-from topology import DEFAULT_FILE, Duration, TopologyInvalid, load, loads
+from topology import Duration, TopologyInvalid, TopologyNotFound, load, loads
 
 EXCHANGES = "exchanges: {orders: {}, payments: {}}\n"
 
@@ -19,12 +20,12 @@ def problems_of(text: str) -> list[str]:
 
 
 class TestReferenceTopology:
-    """The reference fleet's topology/fleet.yaml."""
+    """The reference fleet's examples/fulfilment/fleet.yaml."""
 
     def test_the_reference_file_loads(self) -> None:
         """The file shipped with fleet is valid and holds the whole saga."""
         # Given / When
-        topology = load(DEFAULT_FILE)
+        topology = load(TOPOLOGY_FILE)
         # Then
         assert set(topology.exchanges) == {"orders", "inventory", "payments", "shipping"}
         assert set(topology.queues) == {
@@ -44,17 +45,37 @@ class TestReferenceTopology:
             "notifications",
         }
 
-    def test_load_without_a_path_reads_the_reference_file(self) -> None:
-        """The default file is the reference fleet's."""
-        # Given / When
+    def test_load_without_a_path_reads_the_projects_fleet_yaml(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """The default file is ./fleet.yaml in the working directory, never the reference's."""
+        # Given
+        (tmp_path / "fleet.yaml").write_text("exchanges: {shop: {}}\n")
+        monkeypatch.chdir(tmp_path)
+        # When
         topology = load()
         # Then
-        assert topology == load(DEFAULT_FILE)
+        assert list(topology.exchanges) == ["shop"]
+
+    def test_load_without_a_path_in_a_directory_without_one_names_the_fix(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """No fleet.yaml: one problem saying where it looked and what to do."""
+        # Given
+        monkeypatch.chdir(tmp_path)
+        # When
+        with pytest.raises(TopologyNotFound) as caught:
+            load()
+        # Then
+        [problem] = caught.value.problems
+        assert f"there is no fleet.yaml in {tmp_path}" in problem.message
+        assert "--file" in problem.message
+        assert "fleet new DIR" in problem.message
 
     def test_durations_and_defaults_are_typed(self) -> None:
         """Delays become Durations; omitted settings take the documented defaults."""
         # Given / When
-        topology = load()
+        topology = load(TOPOLOGY_FILE)
         # Then
         inventory = topology.queues["inventory"]
         assert inventory.retry.delays == [Duration(5_000), Duration(30_000), Duration(300_000)]
@@ -78,7 +99,7 @@ class TestReferenceTopology:
     def test_worker_lookup_names_the_known_workers(self) -> None:
         """Asking for a worker the file lacks lists the ones it has."""
         # Given
-        topology = load()
+        topology = load(TOPOLOGY_FILE)
         # When
         with pytest.raises(KeyError) as caught:
             topology.worker("billing")
@@ -206,7 +227,8 @@ class TestBrokenTopology:
         # When / Then
         assert problems_of(text) == [
             "queues.a: object contains unknown field 'prefetch' "
-            "(valid: type, durable, bind, retry, delivery_limit, arguments, delay)"
+            "(valid: type, durable, bind, retry, delivery_limit, arguments, delay, "
+            "stream, partitions, key)"
         ]
 
     def test_a_worker_on_an_unknown_queue_lists_the_queues(self) -> None:
@@ -214,7 +236,7 @@ class TestBrokenTopology:
         # Given
         text = EXCHANGES + (
             "queues:\n  inventory: {bind: [{exchange: orders}]}\n"
-            "workers:\n  inventory: {module: workers.fulfilment.inventory, queue: inventroy}\n"
+            "workers:\n  inventory: {module: fulfilment.workers.inventory, queue: inventroy}\n"
         )
         # When / Then
         assert problems_of(text) == [
@@ -333,6 +355,16 @@ class TestBrokenTopology:
             "reserved for the queues fleet derives"
         ]
 
+    def test_a_failure_exchange_name_is_reserved(self) -> None:
+        """Nobody declares <q>.failures by hand: fleet derives it for each consumed queue."""
+        # Given
+        text = "exchanges: {orders: {}, inventory.failures: {type: direct}}\n"
+        # When / Then
+        assert problems_of(text) == [
+            "exchanges.inventory.failures: names ending in '.failures' are reserved for the "
+            "failure exchanges fleet derives"
+        ]
+
     def test_several_problems_are_reported_at_once(self) -> None:
         """One bad entry does not hide the problems of the next."""
         # Given
@@ -442,7 +474,8 @@ class TestUnreadableTopology:
         # When / Then
         assert problems_of(text) == [
             "exchange: unknown section "
-            "(valid: version, exchanges, queues, workers, webhooks, ingress, metrics, broker)"
+            "(valid: version, exchanges, queues, workers, webhooks, processes, sagas, contracts, "
+            "ingress, metrics, broker, access, outbox)"
         ]
 
     def test_an_unsupported_version_is_refused(self) -> None:
@@ -483,3 +516,50 @@ class TestUnreadableTopology:
             load(path)
         # Then
         assert str(caught.value).startswith(f"{path}: 1 problem\n  exchanges.orders.type: ")
+
+
+class TestProjectSections:
+    """`contracts`, `processes` and `sagas`: what a project adds to its fleet."""
+
+    def test_contract_modules_processes_and_sagas_are_read(self) -> None:
+        """Module names, commands with their environment, and each saga's start and ends."""
+        # Given
+        text = """
+contracts: [shop.contracts, shop.more]
+processes:
+  payments-sandbox: {command: [fleet, standins, run], env: {PORT: "9"}}
+sagas:
+  signup:
+    starts: CustomerSignedUp
+    ends: {welcomed: WelcomeSent, lost: [SignupAbandoned, SignupRefused]}
+"""
+        # When
+        topology = loads(text)
+        # Then
+        assert topology.contracts == ["shop.contracts", "shop.more"]
+        assert topology.processes["payments-sandbox"].command == ["fleet", "standins", "run"]
+        assert topology.processes["payments-sandbox"].env == {"PORT": "9"}
+        assert topology.sagas["signup"].starts == "CustomerSignedUp"
+        assert topology.sagas["signup"].ending() == {
+            "WelcomeSent": "welcomed",
+            "SignupAbandoned": "lost",
+            "SignupRefused": "lost",
+        }
+
+    def test_a_contract_module_that_is_no_module_name_is_refused_with_the_fix(self) -> None:
+        """A path or a file name in `contracts:` names its entry and shows the form."""
+        assert problems_of("contracts: [shop/contracts.py]") == [
+            "contracts[0]: expected 'str' matching regex "
+            "'^[A-Za-z_][A-Za-z0-9_]*(\\\\.[A-Za-z_][A-Za-z0-9_]*)*$': list the modules "
+            "holding the contracts, like [shop.contracts]"
+        ]
+
+    def test_a_saga_needs_an_end_and_a_process_a_command(self) -> None:
+        """Empty `ends` and an empty `command` are mistakes, each with its path."""
+        problems = problems_of(
+            "sagas: {signup: {starts: A, ends: {}}}\nprocesses: {tool: {command: []}}\n"
+        )
+        assert problems == [
+            "processes.tool.command: expected 'array' of length >= 1",
+            "sagas.signup.ends: expected 'object' of length >= 1",
+        ]

@@ -3,13 +3,14 @@ the queues it expands to."""
 
 from __future__ import annotations
 
+import fulfilment.contracts  # noqa: F401  (registers the contracts subscriptions name)
 import pytest
 
-import contracts.fulfilment  # noqa: F401  (registers the contracts subscriptions name)
 from contracts import default_registry
 from topology import (
     BindingDecl,
     Duration,
+    ExchangeDecl,
     TopologyInvalid,
     check_references,
     check_webhook_contracts,
@@ -202,7 +203,7 @@ class TestExpansion:
         # When
         resources = expand(topology)
         # Then
-        assert resources.bindings == [
+        assert [b for b in resources.bindings if b.source != "webhook.crm.failures"] == [
             BindingDecl(source="orders", destination="webhook.crm", routing_key="order.confirmed"),
             BindingDecl(
                 source="payments", destination="webhook.crm", routing_key="payment.refunded"
@@ -226,6 +227,24 @@ class TestExpansion:
         assert tier.arguments["x-message-ttl"] == 500
         assert tier.arguments["x-dead-letter-routing-key"] == "webhook.crm"
         assert queues["webhook.crm"].arguments["x-dead-letter-routing-key"] == "webhook.crm.dead"
+
+    def test_the_dispatcher_publishes_failures_to_the_queues_failure_exchange(self) -> None:
+        """`webhook.<name>.failures` routes to each retry tier and the dead-letter queue."""
+        # Given
+        topology = loads(EXCHANGES + SUBSCRIPTION + "    retry: {delays: [200ms]}\n")
+        # When
+        resources = expand(topology)
+        # Then
+        assert ExchangeDecl(name="webhook.crm.failures", type="direct") in resources.exchanges
+        assert {
+            (b.routing_key, b.destination)
+            for b in resources.bindings
+            if b.source == "webhook.crm.failures"
+        } == {
+            ("webhook.crm", "webhook.crm"),
+            ("webhook.crm.retry.200ms", "webhook.crm.retry.200ms"),
+            ("webhook.crm.dead", "webhook.crm.dead"),
+        }
 
     def test_an_explicit_routing_key_needs_no_registered_contract(self) -> None:
         """A contract published under another key, or not importable here, names its key."""

@@ -79,6 +79,8 @@ class TestDecisions:
 class TestRetryAfter:
     def test_seconds(self) -> None:
         assert retry_after("120", now=NOW) == timedelta(seconds=120)
+        # A Retry-After of any size is a wait, never a timedelta overflow
+        assert retry_after("9" * 30, now=NOW) == timedelta(days=365)
 
     def test_an_http_date(self) -> None:
         assert retry_after("Mon, 12 Jan 2026 12:00:30 GMT", now=NOW) == timedelta(seconds=30)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import time
 
+from fulfilment.standins import Answer, WebhookReceiver
+
 from workers.standard_webhooks import new_secret, signature_header
-from workers.standins import Answer, WebhookReceiver
 
 SECRET = new_secret()
 

@@ -12,8 +12,8 @@ from pamqp.body import ContentBody
 from pamqp.frame import marshal
 from pamqp.header import ContentHeader
 
+from workers.runtime.fastpath.wire import field_table, publish_frames, publish_frames_for
 from workers.runtime.outgoing import Outgoing
-from workers.runtime.wire import field_table, publish_frames, publish_frames_for
 
 FRAME_MAX_BODY = 131_064  # RabbitMQ's default frame_max (131,072) minus the frame envelope
 

@@ -284,7 +284,7 @@ class TestWiring:
     """Worker.wiring(): what `topology check` compares with the file."""
 
     def test_wiring_lists_handled_and_emitted_events(self) -> None:
-        """Each handled event once, and each emitted event once across handlers."""
+        """Each handled event version once, and each emitted event once across handlers."""
         # Given
         worker = Worker("tracking")
         worker.handles(ParcelShipped)(track)
@@ -299,7 +299,7 @@ class TestWiring:
         assert wiring == WorkerWiring(
             handles=[
                 EventRoute(name="ParcelShipped", routing_key="parcel.shipped"),
-                EventRoute(name="ParcelShipped", routing_key="parcel.shipped"),
+                EventRoute(name="ParcelShipped", routing_key="parcel.shipped", version=2),
             ],
             emits=[
                 EventRoute(name="ParcelDelivered", routing_key="parcel.delivered"),

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import click
 
-from topology import load
+from topology import Topology, load
+from topology.names import INGRESS_PROCESS
 from workers.cli import EXIT_USAGE, cli, fail
-from workers.cli.options import file_option, resolve_url, url_option
-from workers.ingress.routes import IngressConfigError, resolve_routes
+from workers.cli.options import file_option, resolve_url, url_option, warn_unless_own_user
+from workers.ingress.routes import IngressConfigError, Route, resolve_routes
 from workers.loader import import_contracts
 from workers.runtime.loop import run
 from workers.runtime.shutdown import Shutdown
@@ -16,7 +19,7 @@ EXAMPLES = """
 \b
 Examples:
   fleet ingress run
-  fleet ingress run --host 0.0.0.0 --port 8080 --file topology/fleet.yaml
+  fleet ingress run --host 0.0.0.0 --port 8080 --file examples/fulfilment/fleet.yaml
   curl -i localhost:8080/orders -H 'Content-Type: application/json' \\
     -H 'Idempotency-Key: order-o-1' -d @order.json
 """
@@ -39,8 +42,9 @@ def ingress() -> None:
     "--database-url",
     envvar="FLEET_DATABASE_URL",
     default=None,
-    help="PostgreSQL URL: remember caller-given ids there, shared by every ingress "
-    "replica (env FLEET_DATABASE_URL; default: this process's memory).",
+    help="PostgreSQL URL: remember request ids there, shared by every ingress "
+    "replica and kept across restarts (env FLEET_DATABASE_URL; default: this "
+    "process's memory).",
 )
 @file_option
 @url_option
@@ -50,22 +54,28 @@ def run_command(
     """Serve the topology's ingress routes until SIGTERM or Ctrl-C.
 
     Each route validates the body against its contract and answers 202 with
-    the message id only after the broker confirmed the event. Reconnects to
-    the broker by itself; /readyz says whether it is connected.
+    the message id only after the broker confirmed the event; a route with
+    `accept: outbox`, once the event committed in the outbox's database (the
+    variable outbox.database_env names), for `fleet outbox run` to publish. Reconnects to
+    the broker by itself; /readyz says whether it is connected. Slow clients
+    are cut off and connections capped per `ingress.limits` in the topology.
+    Serves plain HTTP: terminate TLS in a reverse proxy in front of it.
     """
-    from contracts import default_registry
     from workers.ingress.serve import serve
 
-    import_contracts(topology_file)
     topology = load(topology_file)
+    registry = import_contracts(topology)
     if not topology.ingress.routes:
         fail("the topology declares no ingress routes (add ingress.routes)", EXIT_USAGE)
     try:
-        routes = resolve_routes(topology, default_registry)
+        routes = resolve_routes(topology, registry)
     except IngressConfigError as exc:
         fail(str(exc), EXIT_USAGE)
     from workers.observability import context as tracing
 
+    outbox_url = _outbox_url(topology, routes, database_url)
+    nodes = resolve_url(url, topology)
+    warn_unless_own_user(topology, INGRESS_PROCESS, nodes)
     tracing.configure("fleet.ingress")  # spans only when OTEL_* name an exporter
     shutdown = Shutdown()
 
@@ -73,14 +83,32 @@ def run_command(
         shutdown.install()
         await serve(
             routes,
-            resolve_url(url, topology),
+            nodes,
             host=host,
             port=port,
             shutdown=shutdown,
             database_url=database_url,
+            outbox_url=outbox_url,
+            limits=topology.ingress.limits,
         )
 
     try:
         run(main())
     except OSError as exc:
         fail(f"cannot listen on {host}:{port}: {exc.strerror}")
+
+
+def _outbox_url(topology: Topology, routes: dict[str, Route], given: str | None) -> str | None:
+    """The outbox's database, for routes with `accept: outbox`: the variable the
+    topology's `outbox.database_env` names, else --database-url."""
+    if not any(route.accept == "outbox" for route in routes.values()):
+        return None
+    env = topology.outbox.database_env if topology.outbox is not None else "FLEET_DATABASE_URL"
+    url = os.environ.get(env) or given
+    if not url:
+        fail(
+            f"routes with `accept: outbox` need the outbox's database: set {env} "
+            "(or pass --database-url)",
+            EXIT_USAGE,
+        )
+    return url

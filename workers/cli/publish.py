@@ -8,7 +8,7 @@ import uuid
 import click
 import msgspec
 
-from contracts import InvalidPayload, decode, default_registry
+from contracts import InvalidPayload, decode
 from topology import load
 from workers.cli import EXIT_USAGE, cli, fail
 from workers.cli.options import file_option, resolve_url, url_option
@@ -74,8 +74,8 @@ def publish(
     first that answers and, if that one goes away before the confirm, sends
     the event again through another. Prints the message id.
     """
-    import_contracts(topology_file)
-    event_type = default_registry.lookup(type_name, version)
+    topology = load(topology_file)
+    event_type = import_contracts(topology).lookup(type_name, version)
     body = _read_payload(payload)
     try:
         event = decode(event_type, body)
@@ -92,7 +92,7 @@ def publish(
     )
     # The routing key given on the command line wins over the contract's.
     message = msgspec.structs.replace(message, routing_key=routing_key)
-    nodes = resolve_url(url, load(topology_file) if topology_file else None)
+    nodes = resolve_url(url, topology)
 
     async def send() -> None:
         link = BrokerLink(nodes, name="fleet publish", max_backoff=1.0)
@@ -101,6 +101,8 @@ def publish(
         try:
             await link.publish(message)
         except BrokerDown as exc:
+            if link.refused is not None:  # a login or TLS mistake: retrying will not help
+                fail(str(link.refused))
             fail(
                 f"{exc}: the event may not have reached the broker; publish it again "
                 f"with --message-id {message_id} (consumers drop the duplicate)"

@@ -9,9 +9,10 @@ from typing import Any, TypeVar
 import asyncpg
 import click
 
-from topology import Duration
+from topology import Duration, load
 from workers import saga as timeline
 from workers.cli import EXIT_USAGE, cli, fail
+from workers.cli.options import file_option
 from workers.runtime.loop import run
 
 T = TypeVar("T")
@@ -19,9 +20,9 @@ T = TypeVar("T")
 EXAMPLES = """
 \b
 Examples:
-  fleet saga show o-42                       # a correlation id, or an order id
+  fleet saga show o-42                       # a correlation id, or a message id
   fleet saga list
-  fleet saga list --status cancelled --since 10m
+  fleet saga list --status cancelled --since 10m   # statuses: the topology's `sagas:`
   fleet saga list --json | jq -r '.[] | select(.dead_lettered > 0) | .correlation_id'
 """
 
@@ -79,31 +80,26 @@ def saga() -> None:
 def show_command(saga_id: str, database_url: str | None) -> None:
     """Print the causation tree of SAGA_ID with timings, workers and outcomes.
 
-    SAGA_ID is a correlation id, or the id of an order of the reference fleet.
+    SAGA_ID is a correlation id, or the id of one of the saga's messages.
     Times are milliseconds from the saga's first recorded event.
     """
 
-    async def read(db: Any) -> tuple[str, list[timeline.Step], timeline.Order | None] | None:
+    async def read(db: Any) -> tuple[str, list[timeline.Step]] | None:
         correlation_id = await timeline.resolve(db, saga_id)
         if correlation_id is None:
             return None
-        steps = await timeline.timeline(db, correlation_id)
-        return correlation_id, steps, await timeline.order_of(db, correlation_id)
+        return correlation_id, await timeline.timeline(db, correlation_id)
 
     found = with_database(database_url, read)
     if found is None:
         fail(
-            f"no saga {saga_id!r} in the timeline (neither a correlation id nor an order id)",
+            f"no saga {saga_id!r} in the timeline (neither a correlation id nor a message id)",
             EXIT_USAGE,
         )
         return
-    correlation_id, steps, order = found
+    correlation_id, steps = found
     span = round((steps[-1].at - steps[0].at).total_seconds() * 1000)
-    head = f"saga {correlation_id}"
-    if order is not None:
-        head += f"  order {order.order_id}: {order.status}"
-        head += f" ({order.reason})" if order.reason else ""
-    click.secho(head, bold=True)
+    click.secho(f"saga {correlation_id}", bold=True)
     first = steps[0].at.astimezone()
     click.echo(
         f"{len(steps)} event(s) over {span}ms, "
@@ -116,9 +112,9 @@ def show_command(saga_id: str, database_url: str | None) -> None:
 @saga.command("list", epilog=EXAMPLES)
 @click.option(
     "--status",
-    type=click.Choice(["confirmed", "cancelled", "pending"]),
     default=None,
-    help="Only sagas whose order has this status.",
+    help="Only sagas with this status: `pending`, or one the topology's `sagas:` "
+    "gives an ending event (the reference fleet's: confirmed, cancelled).",
 )
 @click.option(
     "--since",
@@ -129,22 +125,29 @@ def show_command(saga_id: str, database_url: str | None) -> None:
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array instead of a table.")
 @database_url_option
+@file_option
 def list_command(
-    status: str | None, since: str, limit: int, as_json: bool, database_url: str | None
+    status: str | None,
+    since: str,
+    limit: int,
+    as_json: bool,
+    database_url: str | None,
+    topology_file: str | None,
 ) -> None:
     """Summarise recent sagas: status, events, retries, dead letters and duration.
 
-    The duration runs from the first recorded event to the one that ended the
-    saga (OrderConfirmed or OrderCancelled); a saga still running shows its
-    age so far.
+    What starts a saga and what ends it, with which status, is the topology's
+    `sagas:` section. The duration runs from the first recorded event to the
+    one that ended the saga; a saga still running shows its age so far.
     """
     try:
         window = Duration.parse(since).timedelta
     except ValueError as error:
         raise click.BadParameter(str(error), param_hint="--since") from None
+    declared = load(topology_file).sagas if topology_file is not None else {}
 
     async def read(db: Any) -> list[timeline.SagaSummary]:
-        return await timeline.sagas(db, since=window, status=status, limit=limit)
+        return await timeline.sagas(db, declared=declared, since=window, status=status, limit=limit)
 
     try:
         rows = with_database(database_url, read)
@@ -171,15 +174,15 @@ def list_command(
     if not rows:
         click.echo(f"No sagas with events in the last {since}.")
         return
-    table = [("STARTED", "SAGA", "ORDER", "STATUS", "EVENTS", "RETRIED", "DEAD", "DURATION")]
+    table = [("STARTED", "SAGA", "KIND", "STATUS", "EVENTS", "RETRIED", "DEAD", "DURATION")]
     for r in rows:
-        state = (r.status or "-") + (f" ({r.reason})" if r.reason else "")
+        state = (r.status or "-") + (f" ({r.ending})" if r.ending else "")
         duration = f"{round(r.duration_ms)}ms" + ("" if r.ended else " so far")
         table.append(
             (
                 f"{r.started.astimezone():%H:%M:%S}",
                 r.correlation_id,
-                r.order_id or "-",
+                r.saga or "-",
                 state,
                 str(r.events),
                 str(r.retried),

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import time
 
+import asyncpg
 import click
 
-from topology import load
+from topology import Topology, load
 from topology.management import Management
+from topology.nodes import first_reachable
 from workers.cli import EXIT_FAILURE, EXIT_OK, cli
-from workers.cli.options import file_option, management_url_option, url_option
+from workers.cli.options import file_option, management_url_option, resolve_url, url_option
 from workers.runtime.connection import connect
 from workers.runtime.loop import run
 from workers.status import Depth, QueueStatus, Snapshot, snapshot
@@ -40,23 +43,33 @@ HEADER = ("QUEUE", "KIND", "READY", "UNACKED", "CONSUMERS", "IN/s", "OUT/s", "RE
 @url_option
 @management_url_option
 def status(
-    watch: bool, interval: float, topology_file: str | None, url: str, management_url: str | None
+    watch: bool,
+    interval: float,
+    topology_file: str | None,
+    url: str | None,
+    management_url: str | None,
 ) -> None:
     """Every queue of the topology: ready, unacked, consumers, rates in and out,
     retry-tier and dead-letter depths; dead letters in red.
 
+    With an `outbox:` in the topology and its database's URL in the environment
+    (outbox.database_env, FLEET_DATABASE_URL by default), it also shows the
+    outbox's unsent rows, the oldest one's age, its active relay and parked rows.
+
     Exits 1 when any dead-letter queue holds messages (or a managed queue is
-    missing from the broker), 0 otherwise, so it serves as a health check.
+    missing from the broker, or outbox rows are parked), 0 otherwise, so it
+    serves as a health check.
     Ready and consumer counts are exact; unacked counts and rates come from the
     management API and trail by its statistics interval (5 s by default).
     """
     topology = load(topology_file)
+    nodes = resolve_url(url, topology)
     latest: list[Snapshot] = []  # the last state read, for the exit code after Ctrl-C
 
     async def main() -> None:
-        connection = await connect(url, name="fleet status")
+        connection = await connect(nodes, name="fleet status")
         try:
-            with Management.for_broker(url, management_url) as management:
+            with Management.for_broker(first_reachable(nodes), management_url) as management:
                 latest[:] = [await snapshot(topology, connection, management)]
                 while watch:
                     click.clear()
@@ -73,7 +86,37 @@ def status(
         raise SystemExit(EXIT_FAILURE)
     if not watch:
         show(latest[-1])
-    raise SystemExit(EXIT_OK if latest[-1].healthy else EXIT_FAILURE)
+    healthy = latest[-1].healthy and _outbox_healthy(topology)
+    raise SystemExit(EXIT_OK if healthy else EXIT_FAILURE)
+
+
+def _outbox_healthy(topology: Topology) -> bool:
+    """Show the outbox's state when there is one and its database is named; False when
+    rows are parked."""
+    spec = topology.outbox
+    url = os.environ.get(spec.database_env) if spec is not None else None
+    if spec is None or not url:
+        return True
+    from workers.cli.outbox import render_status
+    from workers.outbox import schema, store
+
+    async def read() -> store.Status:
+        connection = await asyncpg.connect(url, timeout=10)
+        try:
+            await schema.install(connection)
+            return await store.status(connection, show=5)
+        finally:
+            await connection.close()
+
+    try:
+        state = run(read())
+    except (OSError, asyncpg.PostgresError) as exc:
+        click.secho(f"outbox {spec.name}: cannot read its database: {exc}", fg="yellow")
+        return True
+    click.echo()
+    for line, colour in render_status(spec.name, state):
+        click.secho(line, fg=colour)
+    return state.parked == 0
 
 
 def show(shot: Snapshot) -> None:

@@ -10,8 +10,9 @@ import click
 import structlog
 
 from topology import load
+from topology.names import WEBHOOKS_PROCESS
 from workers.cli import EXIT_USAGE, cli, fail
-from workers.cli.options import file_option, url_option
+from workers.cli.options import file_option, resolve_url, url_option, warn_unless_own_user
 from workers.runtime.loop import run
 from workers.runtime.shutdown import Shutdown
 from workers.webhooks.errors import WebhookConfigError
@@ -66,7 +67,7 @@ def run_command(
     database_url: str | None,
     drain_timeout: float,
     topology_file: str | None,
-    url: str,
+    url: str | None,
 ) -> None:
     """Deliver the subscriptions NAME... (default: all) until SIGTERM or Ctrl-C.
 
@@ -95,12 +96,14 @@ def run_command(
         kind=type(records).__name__,
         recorded="in fleet_webhook_deliveries" if database_url else "off (no --database-url)",
     )
+    nodes = resolve_url(url, topology)
+    warn_unless_own_user(topology, WEBHOOKS_PROCESS, nodes)
     shutdown = Shutdown()
 
     async def main() -> None:
         shutdown.install()
         await run_dispatchers(
-            subscriptions, url, records=records, shutdown=shutdown, drain_timeout=drain_timeout
+            subscriptions, nodes, records=records, shutdown=shutdown, drain_timeout=drain_timeout
         )
 
     run(main())

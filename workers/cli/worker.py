@@ -15,6 +15,7 @@ from workers.cli.options import (
     metrics_port_option,
     resolve_url,
     url_option,
+    warn_unless_own_user,
 )
 from workers.loader import load_worker
 from workers.observability import context as tracing
@@ -115,6 +116,7 @@ def run_command(
         )
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
+    warn_unless_own_user(topology, name, settings.url)
     tracing.configure(f"fleet.{name}")
     shutdown = Shutdown()
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 
 from topology.model import IngressAuth
 from workers import standard_webhooks
-from workers.signing import matches_any, timestamp_problem
+from workers.signing import as_bytes, matches_any, timestamp_problem
 from workers.standard_webhooks import TOLERANCE_SECONDS
 
 
@@ -59,7 +59,7 @@ def check_bearer(authorization: str | None, secrets: Sequence[str]) -> None:
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("expected 'Authorization: Bearer <token>'")
-    if not matches_any([token.strip().encode()], (secret.encode() for secret in secrets)):
+    if not matches_any([as_bytes(token.strip())], (as_bytes(secret) for secret in secrets)):
         raise Unauthorized("invalid bearer token")
 
 
@@ -108,12 +108,16 @@ def webhook_key(secret: str) -> bytes:
 GITHUB_PREFIX = "sha256="
 
 
-def verify_github(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> str | None:
+def verify_github(headers: Mapping[str, str], body: bytes, secrets: Sequence[str]) -> str:
     """Check GitHub's ``X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>``.
 
+    GitHub signs the body alone: neither a timestamp nor the `X-GitHub-Delivery`
+    id, so a captured delivery verifies for as long as the secret is valid. The
+    ingress therefore derives the message id from the signature and body (see
+    `workers.ingress.identity`) and remembers it for the route's dedupe window.
+
     Returns:
-        The delivery id (``X-GitHub-Delivery``), which becomes the message id, so
-        GitHub's redelivery of the same event is the same message.
+        The verified signature (``sha256=<hex>``).
 
     Raises:
         Unauthorized: the signature is missing, malformed, or made with another secret.
@@ -124,12 +128,13 @@ def verify_github(headers: Mapping[str, str], body: bytes, secrets: Sequence[str
     if not given.startswith(GITHUB_PREFIX):
         raise Unauthorized("X-Hub-Signature-256 must start with 'sha256='")
     expected = (
-        (GITHUB_PREFIX + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()).encode()
+        GITHUB_PREFIX.encode()
+        + hmac.new(as_bytes(secret), body, hashlib.sha256).hexdigest().encode()
         for secret in secrets
     )
-    if not matches_any([given.encode()], expected):
+    if not matches_any([as_bytes(given)], expected):
         raise Unauthorized("invalid X-Hub-Signature-256 signature")
-    return headers.get("X-GitHub-Delivery") or None
+    return given
 
 
 def verify_stripe(
@@ -139,13 +144,17 @@ def verify_stripe(
     *,
     now: float | None = None,
     tolerance: int = TOLERANCE_SECONDS,
-) -> None:
+) -> str:
     """Check Stripe's ``Stripe-Signature: t=<unix time>,v1=<hex>[,v1=<hex>...]``.
 
     The signature is the hex HMAC-SHA256 of ``<t>.<body>`` keyed with the
     endpoint secret as given (``whsec_...``, not decoded). The timestamp is
     signed too, so the tolerance window bounds how long a captured request can
     be replayed; the event id (deduplicated by the ingress) closes the window.
+
+    Returns:
+        The signed timestamp (``t``), part of what the message id is derived
+        from when the event has no id of its own.
 
     Raises:
         Unauthorized: the header is missing or malformed, the timestamp is
@@ -161,7 +170,7 @@ def verify_stripe(
         if key == "t":
             timestamp = value
         elif key == "v1" and value:
-            given.append(value.encode())
+            given.append(as_bytes(value))
     if timestamp is None or not given:
         raise Unauthorized("Stripe-Signature must hold t=<timestamp> and v1=<signature>")
     problem = timestamp_problem(timestamp, now=now, tolerance=tolerance)
@@ -169,12 +178,13 @@ def verify_stripe(
         raise Unauthorized(f"the Stripe-Signature timestamp {problem}")
     if not matches_any(given, (sign_stripe(s, timestamp, body).encode() for s in secrets)):
         raise Unauthorized("no valid v1 signature in Stripe-Signature")
+    return timestamp
 
 
 def sign_stripe(secret: str, timestamp: int | str, body: bytes) -> str:
     """The hex v1 signature Stripe computes for `body` sent at `timestamp`."""
-    signed = f"{timestamp}.".encode() + body
-    return hmac.new(secret.encode(), signed, hashlib.sha256).hexdigest()
+    signed = as_bytes(f"{timestamp}.") + body
+    return hmac.new(as_bytes(secret), signed, hashlib.sha256).hexdigest()
 
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 from contracts import Event, Registry, UnknownEventType
+from contracts.strict import UnknownFields
 from topology import Topology
 from topology.model import IngressAuthType
 from workers.ingress.auth import (
@@ -45,9 +47,13 @@ class Route:
     secrets: tuple[str, ...] = ()
     #: Empty: any caller.
     networks: tuple[Network, ...] = ()
-    #: Seconds a caller-given id is remembered.
+    #: Seconds a repeatable request's id is remembered.
     dedupe_window: float = 86_400.0
     reply: Reply | None = None
+    #: A body key the contract has no field for: refused (400) or dropped.
+    unknown_fields: UnknownFields = "reject"
+    #: 202 after the broker's confirm, or after the outbox row committed.
+    accept: Literal["confirm", "outbox"] = "confirm"
 
 
 def resolve_routes(
@@ -104,5 +110,7 @@ def resolve_routes(
             networks=networks,
             dedupe_window=spec.dedupe_window.ms / 1000,
             reply=reply,
+            unknown_fields=spec.unknown_fields,
+            accept=spec.accept,
         )
     return routes

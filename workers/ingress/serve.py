@@ -8,9 +8,12 @@ import contextlib
 import structlog
 from aiohttp import web
 
+from topology.model import IngressLimits
 from workers.ingress.app import make_app
 from workers.ingress.broker import BrokerLink
 from workers.ingress.dedupe import PostgresRecentIds, SeenIds
+from workers.ingress.guard import listen
+from workers.ingress.intake import OutboxIntake
 from workers.ingress.replies import ReplyListener
 from workers.ingress.routes import Route
 from workers.runtime.shutdown import Shutdown
@@ -26,12 +29,27 @@ async def serve(
     port: int,
     shutdown: Shutdown,
     database_url: str | None = None,
+    outbox_url: str | None = None,
+    limits: IngressLimits | None = None,
 ) -> None:
     """Serve `routes` on host:port until a shutdown is requested.
 
-    With `database_url`, caller-given ids are remembered in PostgreSQL, shared
-    by every replica; otherwise in this process's memory.
+    With `database_url`, request ids are remembered in PostgreSQL, shared by
+    every replica; otherwise in this process's memory. Routes with `accept:
+    outbox` record their events (and ids) in the outbox's database,
+    `outbox_url`. `limits` bound how long each client may take and how many
+    are served at once (default: the topology's defaults).
     """
+    intake: OutboxIntake | None = None
+    outboxed = [r.exchange for r in routes.values() if r.accept == "outbox"]
+    if outboxed:
+        if outbox_url is None:
+            raise ValueError("routes with `accept: outbox` need the outbox's database URL")
+        intake = OutboxIntake(outbox_url, outboxed)
+        await intake.start()
+        log.info(
+            "ingress.outbox", routes=sorted(p for p, r in routes.items() if r.accept == "outbox")
+        )
     seen: PostgresRecentIds | None = None
     if database_url is not None:
         seen = PostgresRecentIds(database_url)
@@ -40,10 +58,21 @@ async def serve(
     else:
         log.info("ingress.dedupe", store="memory", note="repeats are caught per process")
     try:
-        await _serve(routes, url, host=host, port=port, shutdown=shutdown, seen=seen)
+        await _serve(
+            routes,
+            url,
+            host=host,
+            port=port,
+            shutdown=shutdown,
+            seen=seen,
+            intake=intake,
+            limits=limits if limits is not None else IngressLimits(),
+        )
     finally:
         if seen is not None:
             await seen.close()
+        if intake is not None:
+            await intake.close()
 
 
 async def _serve(
@@ -54,21 +83,20 @@ async def _serve(
     port: int,
     shutdown: Shutdown,
     seen: SeenIds | None,
+    intake: OutboxIntake | None,
+    limits: IngressLimits,
 ) -> None:
-    app, link = assemble(routes, url, seen=seen)
+    app, link = assemble(routes, url, seen=seen, intake=intake)
     stop = asyncio.Event()
     keeper = asyncio.create_task(link.run(stop))
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     try:
-        site = web.TCPSite(runner, host, port)
-        await site.start()
-        log.info("ingress.listening", host=host, port=port, routes=sorted(routes))
-        await shutdown.requested.wait()
-        log.info("ingress.stopping")
+        async with listen(app, host, port, limits):
+            log.info("ingress.listening", host=host, port=port, routes=sorted(routes))
+            await shutdown.requested.wait()
+            log.info("ingress.stopping")
+        # Leaving `listen` stopped taking requests and let in-flight ones finish
+        # their confirms; now disconnect.
     finally:
-        # Stop taking requests, let in-flight ones finish their confirms, then disconnect.
-        await runner.cleanup()
         stop.set()
         with contextlib.suppress(asyncio.CancelledError):
             await keeper
@@ -80,6 +108,7 @@ def assemble(
     *,
     max_backoff: float = 5.0,
     seen: SeenIds | None = None,
+    intake: OutboxIntake | None = None,
 ) -> tuple[web.Application, BrokerLink]:
     """The application and its broker link (not yet running: see `BrokerLink.run`),
     with the answer queue of synchronous routes bound on every connect."""
@@ -87,4 +116,4 @@ def assemble(
     link = BrokerLink(
         url, max_backoff=max_backoff, on_open=replies.attach if replies.needed else None
     )
-    return make_app(routes, link, replies, seen), link
+    return make_app(routes, link, replies, seen, intake), link

@@ -44,6 +44,12 @@ class FleetCollector(Collector):
         duplicates = _counter(
             "messages_duplicates", "Deliveries skipped: already processed (inbox)."
         )
+        throttled = _counter(
+            "messages_throttled", "Deliveries a rate limit held before their handler ran."
+        )
+        throttled_seconds = _counter(
+            "messages_throttled_seconds", "Time deliveries were held by a rate limit."
+        )
         retried = CounterMetricFamily(
             "fleet_messages_retried",
             "Deliveries sent to a broker-delayed retry tier (1 = the first delay).",
@@ -92,6 +98,8 @@ class FleetCollector(Collector):
                 processed.add_metric(labels, stats.processed)
                 failed.add_metric(labels, stats.failed)
                 duplicates.add_metric(labels, stats.duplicates)
+                throttled.add_metric(labels, stats.throttled)
+                throttled_seconds.add_metric(labels, stats.throttled_seconds)
                 for tier, count in sorted(stats.retried.items()):
                     retried.add_metric([*labels, str(tier)], count)
                 for reason, count in sorted(stats.dead_lettered.items()):
@@ -115,7 +123,8 @@ class FleetCollector(Collector):
                 ):
                     if value is not None:
                         family.add_metric(labels, value)
-        yield from (received, processed, failed, duplicates, retried, dead)
+        yield from (received, processed, failed, duplicates, throttled, throttled_seconds)
+        yield from (retried, dead)
         yield from (handler, latency, confirm, in_flight, ready, unacked, consumers, polls_failed)
 
 

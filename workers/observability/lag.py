@@ -6,6 +6,11 @@ queues, plus the unacknowledged counts, which only the management API knows
 (its figures lag by the statistics interval, 5 s by default). An alert on
 "lag growing" or "dead letters present" then needs nothing but the workers'
 metrics. A failed poll is counted and logged once; the worker goes on.
+
+The passive declares need no permission, so a least-privilege user
+(`access.users`) polls its queues like any other. The management API refuses
+a user without the `management` tag: the poller then says so once
+(`lag.unacked_unavailable`) and goes on without unacked counts.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import structlog
 from aio_pika.abc import AbstractConnection
 from aiormq.abc import AbstractChannel
 
-from topology import BrokerUnreachable, Topology
+from topology import BrokerUnreachable, ManagementRefused, Topology
 from topology.management import Management
 from topology.names import dead_letter_queue, retry_queue
 from workers.observability.metrics import QueueDepth, WorkerMetrics
@@ -80,7 +85,18 @@ class LagPoller:
             depth.ready = declared.message_count
             depth.consumers = declared.consumer_count
         if self.management is not None:
-            unacked = await asyncio.to_thread(self._unacked)
+            try:
+                unacked = await asyncio.to_thread(self._unacked)
+            except ManagementRefused as refused:
+                # Permanent for this user: stop asking rather than fail every poll.
+                self.management = None
+                log.warning(
+                    "lag.unacked_unavailable",
+                    worker=self.metrics.worker,
+                    error=str(refused),
+                    fix="give the user the management tag (access.management: true)",
+                )
+                return
             for name, depth in self.metrics.queues.items():
                 depth.unacked = unacked.get(name)
 

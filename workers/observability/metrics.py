@@ -17,6 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from workers.runtime import headers as h
+from workers.runtime.delivery import Delivery
+from workers.runtime.hooks import DeliveryObserver
+from workers.runtime.retry import Park, Redeliver
 
 #: Seconds; handler calls of a few ms to external calls of tens of seconds.
 DURATION_BUCKETS = (
@@ -67,6 +70,8 @@ class TypeStats:
         "processed",
         "received",
         "retried",
+        "throttled",
+        "throttled_seconds",
     )
 
     def __init__(self) -> None:
@@ -74,6 +79,8 @@ class TypeStats:
         self.processed = 0
         self.failed = 0  # deliveries that ended in a retry tier or the dead-letter queue
         self.duplicates = 0
+        self.throttled = 0  # deliveries a rate limit held before their handler
+        self.throttled_seconds = 0.0
         self.retried: dict[int, int] = {}  # tier → count
         self.dead_lettered: dict[str, int] = {}  # reason class → count
         self.handler_seconds = Histogram(DURATION_BUCKETS)
@@ -129,18 +136,6 @@ class WorkerMetrics:
         stats.dead_lettered[reason] = stats.dead_lettered.get(reason, 0) + 1
 
 
-def record_processed(
-    stats: TypeStats, started: float, headers: dict[str, Any], timestamp: datetime | None
-) -> None:
-    """Count a processed delivery: its handler time (since `started`, a perf_counter
-    reading) and its age since publish."""
-    stats.processed += 1
-    stats.handler_seconds.observe(time.perf_counter() - started)
-    age = age_seconds(headers, timestamp, time.time())
-    if age is not None:
-        stats.latency_seconds.observe(age)
-
-
 def age_seconds(headers: dict[str, Any], timestamp: datetime | None, now: float) -> float | None:
     """Seconds since the message was published, from the `timestamp_in_ms` header
     fleet writes, else the AMQP `timestamp` property (whole seconds); None without either."""
@@ -150,3 +145,44 @@ def age_seconds(headers: dict[str, Any], timestamp: datetime | None, now: float)
     if timestamp is not None:
         return max(0.0, now - timestamp.timestamp())
     return None
+
+
+class MetricsObserver(DeliveryObserver):
+    """Counts a worker's deliveries into `metrics` through the message path's hooks."""
+
+    def __init__(self, metrics: WorkerMetrics):
+        self.metrics = metrics
+
+    def on_received(self, delivery: Delivery, label: str | None) -> None:
+        self.metrics.stats(label).received += 1
+
+    def on_duplicate(self, delivery: Delivery, label: str | None) -> None:
+        self.metrics.stats(label).duplicates += 1
+
+    def on_throttled(self, delivery: Delivery, label: str | None, seconds: float) -> None:
+        stats = self.metrics.stats(label)
+        stats.throttled += 1
+        stats.throttled_seconds += seconds
+
+    def on_handled(self, delivery: Delivery, label: str | None, seconds: float, ok: bool) -> None:
+        self.metrics.stats(label).handler_seconds.observe(seconds)
+
+    def on_processed(self, delivery: Delivery, label: str | None) -> None:
+        stats = self.metrics.stats(label)
+        stats.processed += 1
+        timestamp = delivery.message.header.properties.timestamp
+        age = age_seconds(
+            delivery.headers, timestamp if isinstance(timestamp, datetime) else None, time.time()
+        )
+        if age is not None:
+            stats.latency_seconds.observe(age)
+
+    def on_retried(
+        self, delivery: Delivery, label: str | None, decision: Redeliver, attempts: int
+    ) -> None:
+        self.metrics.retried(label, decision.tier)
+
+    def on_parked(
+        self, delivery: Delivery, label: str | None, decision: Park, attempts: int
+    ) -> None:
+        self.metrics.dead_lettered(label, decision.reason)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
+from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.propagators.textmap import Getter
 from opentelemetry.trace import Span, SpanKind, StatusCode, Tracer, TracerProvider
 
 from workers.observability.context import text
+from workers.runtime.delivery import Delivery
+from workers.runtime.hooks import DeliveryObserver
+from workers.runtime.retry import Decision
 
 log = structlog.get_logger("fleet.tracing")
 
@@ -70,6 +75,59 @@ class Tracing:
     def failed(self, span: Span, description: str) -> None:
         """Mark a delivery's span as failed (retried or dead-lettered)."""
         span.set_status(StatusCode.ERROR, description)
+
+    def observer(self, *, worker: str, queue: str) -> TracingObserver:
+        """The hooks that give each delivery of `queue` a CONSUMER span."""
+        return TracingObserver(self, worker=worker, queue=queue)
+
+
+#: The span of the delivery the current task processes, and its context token.
+_current: ContextVar[tuple[Span, object] | None] = ContextVar("fleet_span", default=None)
+
+
+class TracingObserver(DeliveryObserver):
+    """A CONSUMER span per delivery, the child of the context in its headers, current
+    while the delivery is processed (so its follow-ons carry it), failed when the
+    delivery goes to a retry tier or the dead-letter queue.
+
+    aiormq runs each delivery in a task of its own, and each task has its own
+    copy of the context: the span set current here is that delivery's alone.
+    """
+
+    def __init__(self, tracing: Tracing, *, worker: str, queue: str):
+        self.tracing = tracing
+        self.worker = worker
+        self.queue = queue
+
+    def on_received(self, delivery: Delivery, label: str | None) -> None:
+        parent = propagate.extract(delivery.headers, getter=_HEADERS)
+        span = self.tracing.tracer.start_span(
+            f"{self.queue} process",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "rabbitmq",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": self.queue,
+                "messaging.message.id": delivery.message_id,
+                "messaging.message.conversation_id": delivery.correlation_id,
+                "fleet.worker": self.worker,
+                "fleet.event_type": delivery.type_name or "",
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span))
+        _current.set((span, token))
+
+    def on_finished(self, delivery: Delivery, decision: Decision | None) -> None:
+        current = _current.get()
+        if current is None:
+            return
+        span, token = current
+        _current.set(None)
+        if decision is not None:
+            self.tracing.failed(span, type(decision).__name__)
+        span.end()
+        otel_context.detach(token)  # type: ignore[arg-type]
 
 
 def setup(service_name: str, exporters: str, wanted: bool) -> Tracing | None:

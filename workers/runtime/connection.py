@@ -1,6 +1,10 @@
 """Connecting to the broker: one connection per process, named after its job,
 with a consume channel and a confirm-mode publish channel. Given several nodes
-of a cluster, it connects to the first that answers."""
+of a cluster, it connects to the first that answers.
+
+An ``amqps://`` URL connects over TLS with the CA and client certificate its
+query names (see `topology.tls`); a refused login, a failed TLS handshake or a
+TLS file that cannot be read is `BrokerRefused`: trying again would not help."""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import socket
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aio_pika
 import aiormq
@@ -16,8 +21,10 @@ from aio_pika.abc import AbstractConnection
 from aiormq.abc import AbstractChannel
 from pamqp.common import FieldTable
 
-from topology import BrokerUnreachable
-from workers.runtime import frames
+from topology import BrokerRefused, BrokerUnreachable
+from topology.tls import handshake_problem, tls_files, unreadable_file
+from workers.runtime import fastpath
+from workers.runtime.fastpath import frames
 from workers.runtime.nodes import NodeRing
 
 #: Errors that mean "the broker went away or is not there": reconnect, do not crash.
@@ -59,23 +66,34 @@ async def connect(url: str | NodeRing, *, name: str) -> AbstractConnection:
         name: who holds the connection.
 
     Raises:
-        BrokerUnreachable: no node answers, or one refused the login.
+        BrokerRefused: a node refused the login or failed the TLS handshake (every
+            node of a cluster shares its users and CA, so trying again or elsewhere
+            would not help), or a TLS file the URL names cannot be read.
+        BrokerUnreachable: no node answers.
     """
-    frames.install()  # read frames in bulk (see workers.runtime.frames)
+    if fastpath.enabled():
+        frames.install()  # read frames in bulk (see workers.runtime.fastpath)
     ring = url if isinstance(url, NodeRing) else NodeRing(url)
     properties: FieldTable = {"connection_name": f"{name} ({socket.gethostname()}:{os.getpid()})"}
     reasons = []
     for candidate in ring.candidates():
+        unreadable = unreadable_file(tls_files(candidate))
+        if unreadable is not None:
+            raise BrokerRefused(f"cannot connect to {_safe(candidate)}: {unreadable}")
         try:
             connection = await aio_pika.connect(
                 candidate, client_properties=properties, timeout=CONNECT_TIMEOUT
             )
         except aiormq.exceptions.ProbableAuthenticationError as exc:
             # Every node of a cluster shares its users: the next would refuse too.
-            raise BrokerUnreachable(
-                f"RabbitMQ at {_safe(candidate)} refused the login: {exc}"
+            raise BrokerRefused(
+                f"RabbitMQ at {_safe(candidate)} refused the login of user "
+                f"{_user(candidate)!r}: {_reason(exc)}"
             ) from None
         except CONNECTION_ERRORS as exc:
+            tls = handshake_problem(f"RabbitMQ at {_safe(candidate)}", exc)
+            if tls is not None:
+                raise BrokerRefused(tls) from None
             reasons.append(f"{_safe(candidate)}: {_reason(exc)}")
             continue
         ring.connected(candidate)
@@ -111,13 +129,18 @@ async def publishing_channel(url: str, *, name: str) -> AsyncIterator[AbstractCh
 
 
 def _safe(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    head, at, tail = url.rpartition("@")
-    if not at:
+    """The URL without its password, for messages and logs; the query (the TLS files'
+    paths) is kept, as it holds no secret."""
+    parts = urlsplit(url)
+    if parts.password is None:
         return url
-    scheme, _, credentials = head.partition("://")
-    user = credentials.split(":", 1)[0]
-    return f"{scheme}://{user}:***@{tail}"
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def _user(url: str) -> str:
+    parts = urlsplit(url)
+    return unquote(parts.username) if parts.username is not None else "guest"
 
 
 def _reason(exc: BaseException) -> str:
@@ -128,10 +151,27 @@ def _reason(exc: BaseException) -> str:
 async def first_missing_queue(connection: AbstractConnection, names: Iterable[str]) -> str | None:
     """The first of `names` that does not exist on the broker (a passive declare each,
     on a channel of its own since a miss closes it); None when all do."""
+    return await _first_missing(connection, names, "queue")
+
+
+async def first_missing_exchange(
+    connection: AbstractConnection, names: Iterable[str]
+) -> str | None:
+    """The first of `names` that is not an exchange on the broker; None when all are."""
+    return await _first_missing(connection, names, "exchange")
+
+
+async def _first_missing(
+    connection: AbstractConnection, names: Iterable[str], kind: str
+) -> str | None:
+    # A passive declare needs no permission, so a least-privilege user may check too.
     for name in names:
         channel = await connection.channel()
         try:
-            await channel.declare_queue(name, passive=True)
+            if kind == "queue":
+                await channel.declare_queue(name, passive=True)
+            else:
+                await channel.declare_exchange(name, passive=True)
         except aiormq.exceptions.ChannelNotFoundEntity:
             return name
         finally:

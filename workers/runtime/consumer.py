@@ -1,514 +1,318 @@
 """One delivery's path, top to bottom:
 
-    read properties ─▶ find the handler by `type` (or routing key) ─▶ decode into the contract
-    ─▶ skip if already processed (inbox) ─▶ call the handler (in-process retries)
-    ─▶ publish its follow-on events and wait for their confirms ─▶ ack
+    read it once (`delivery`) ─▶ its turn, if the stage paces (rate limits: a wait, no slot)
+    ─▶ a slot (alone if it may have crashed the last process)
+    ─▶ refuse what no stage can use (undecodable properties, a crash loop, a bad version)
+    ─▶ the stage: a worker's handlers (`handling`), or a webhook's POST
+    ─▶ settle: ack, or publish its retry or dead-letter copy with a confirm, then ack
 
-A failure at any step is settled in one place (`_settle`): a copy goes to a
-delay queue or to the dead-letter queue with a confirm, then the original is
-acked. Nothing is acked before its effects and follow-ons are confirmed.
-
-The hot path talks to aiormq's channel directly and acks in batches
-(`acks.AckBatcher`); it allocates one Context per message and logs nothing
-unless something goes wrong.
+Whatever a step raises, the delivery ends acked, retried or parked: an
+unexpected error is parked as `internal`. Only a lost channel leaves it to the
+broker. Acks go out in batches (`acking`); metrics, tracing, counters, logs and
+the timeline observe through `hooks`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, cast
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
 
 import aiormq
 import structlog
 from aiormq.abc import AbstractChannel, DeliveredMessage
 from pamqp.commands import Basic
 
-from contracts import Event, InvalidPayload, decode, derive_message_id
-from workers.context import Context
+from topology.names import failure_exchange
 from workers.errors import PublishFailed
-from workers.observability.context import copied
-from workers.observability.metrics import TypeStats, WorkerMetrics, record_processed
 from workers.runtime import headers as h
-from workers.runtime.acks import AckBatcher, Frame
-from workers.runtime.deadletter import parked_copy, recounted_copy, redelivery_copy
-from workers.runtime.inbox import EventNote, Inbox
-from workers.runtime.outgoing import Outgoing, follow_on_id, outgoing_event
+from workers.runtime.acking import Acknowledger
+from workers.runtime.connection import CONNECTION_ERRORS as _CONNECTION_ERRORS
+from workers.runtime.deadletter import bare_copy, parked_copy, recounted_copy, redelivery_copy
+from workers.runtime.delivery import Delivery, read_delivery
+from workers.runtime.hooks import Observers
+from workers.runtime.inbox import Inbox
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import (
     Decision,
-    HandlerFailed,
     Park,
     Recount,
     Redeliver,
-    RetryRules,
     crash_guard,
+    describe,
+    truncate,
 )
 from workers.runtime.slots import Slots
-from workers.worker import Emitted, Handler, HandlerSpec, Worker
-
-if TYPE_CHECKING:
-    from workers.observability.tracing import Tracing
 
 log = structlog.get_logger("fleet.consumer")
-
-#: How long finished deliveries may wait for a batch to fill before they are
-#: acked anyway. Delivery to the handler is not delayed by it, only the
-#: release of the prefetch slots.
-ACK_DELAY = 0.002
 
 #: How long to wait before handing back a delivery that could not be settled
 #: (its dead-letter queue is missing, say), so a broken setup does not spin.
 SETTLE_FAILURE_PAUSE = 1.0
 
+#: Errors that mean the channel or connection went away: a delivery meeting one
+#: is left to the broker to redeliver, never parked.
+CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    *_CONNECTION_ERRORS,
+    aiormq.exceptions.ChannelClosed,
+)
+#: What a failure copy's publish may raise that encoding it again cannot help.
+_UNSENDABLE: tuple[type[BaseException], ...] = (PublishFailed, *CONNECTION_ERRORS)
 
-@dataclass
-class Counters:
-    """What this consumer did since it started."""
+Outcome = tuple[Decision, int] | None
 
-    processed: int = 0
-    duplicates: int = 0
-    retried: int = 0
-    parked: int = 0
-    requeued: int = 0
-    recounted: int = 0
-    by_reason: dict[str, int] = field(default_factory=dict)
+
+class Stage(Protocol):
+    """What a consumer does with each delivery it lets through (`handling.HandlerStage`,
+    `webhooks.dispatcher.WebhookStage`)."""
+
+    #: Who settles its failures (the `x-fleet-worker` header).
+    name: str
+
+    def label(self, delivery: Delivery) -> str | None:
+        """What the delivery is, for counting: a contract's wire name, or None."""
+
+    async def process(self, delivery: Delivery, label: str | None) -> Outcome:
+        """None when the delivery is done; else where it goes, and the attempts so far."""
+
+    async def announce(self, delivery: Delivery, decision: Park) -> None:
+        """Called before the delivery is parked (fault events)."""
 
 
 class Consumer:
-    """Consumes one queue for one worker on one channel.
+    """Consumes one queue on one channel, through one stage.
 
     Args:
-        worker: the handlers.
+        stage: what each delivery is processed by.
         queue: the queue consumed.
         channel: the aiormq channel deliveries arrive on (acks go back on it).
-        publisher: a confirm-mode publisher for follow-ons, retries and dead letters.
-        rules: the queue's retry policy.
-        publish_to: the exchange follow-on events go to.
-        terminal: wire names published without `mandatory` (allowed to have no consumer).
-        concurrency: handlers running at once.
+        publisher: a confirm-mode publisher for retries and dead letters.
+        observers: told of every step.
+        concurrency: deliveries processed at once.
         ack_batch: finished deliveries gathered per multiple ack.
-        inbox: processed-message memory; None means no deduplication.
-        crash_limit: park a message whose handler started this many times without
-            finishing (counted by the inbox; without a database, `count_redeliveries`
-            counts redeliveries in a header instead).
-        count_redeliveries: count redeliveries in a header when the inbox cannot
+        inbox: counts the starts of crash suspects; None counts none.
+        crash_limit: park a message started this many times without finishing.
+        count_redeliveries: count redeliveries in a header when there is no inbox to
             count starts (classic queues: RabbitMQ does not count them).
-        metrics: where to count deliveries for Prometheus; None counts nothing.
-        tracing: records a span per delivery; None (tracing off) only copies
-            an incoming trace context onto follow-ons.
+        pace: the seconds a delivery waits for its turn, and its label (rate limits);
+            None paces nothing and costs nothing.
     """
 
     def __init__(
         self,
         *,
-        worker: Worker,
+        stage: Stage,
         queue: str,
         channel: AbstractChannel,
         publisher: Publisher,
-        rules: RetryRules,
-        publish_to: str | None,
-        terminal: frozenset[str] = frozenset(),
+        observers: Observers,
         concurrency: int,
         ack_batch: int,
         inbox: Inbox | None = None,
-        counters: Counters | None = None,
         crash_limit: int = 5,
         count_redeliveries: bool = False,
-        metrics: WorkerMetrics | None = None,
-        tracing: Tracing | None = None,
+        pace: Callable[[Delivery], tuple[float, str | None]] | None = None,
     ):
-        self.worker = worker
+        self.stage = stage
         self.queue = queue
-        self._name = worker.name
-        self._channel = channel
         self._publisher = publisher
-        self._rules = rules
-        self._publish_to = publish_to
-        self._terminal = terminal
+        self._observers = observers
         self._inbox = inbox
-        self._app_id = publisher.app_id
         self._crash_limit = crash_limit
         self._count_redeliveries = count_redeliveries
+        self._pace = pace
+        self._failures = failure_exchange(queue)
         self._slots = Slots(concurrency)
-        self._acks = AckBatcher(batch=ack_batch, scatter_after=max(ack_batch, concurrency))
-        self._ack_lock = asyncio.Lock()
-        #: Tasks holding or waiting for `_ack_lock`.
-        self._acking = 0
-        self._ack_timer: asyncio.TimerHandle | None = None
-        self._background: set[asyncio.Task[None]] = set()
+        self._acks = Acknowledger(
+            channel, queue=queue, batch=ack_batch, scatter_after=max(ack_batch, concurrency)
+        )
         self._stopping = False
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
-        self.counters = counters if counters is not None else Counters()
-        self._metrics = metrics
-        self._tracing = tracing
-        if metrics is not None:
-            metrics.in_flight = lambda: self.in_flight
-
-    # -- the path -------------------------------------------------------------
 
     async def on_message(self, message: DeliveredMessage) -> None:
         """aiormq's consumer callback: runs in its own task per delivery."""
-        delivery = cast(Basic.Deliver, message.delivery)
-        tag = cast(int, delivery.delivery_tag)
         self._acks.received()
         self._active += 1
         self._idle.clear()
         try:
-            # A redelivered message may have crashed the last process: it runs alone.
-            suspect = delivery.redelivered or (
-                self._count_redeliveries
-                and h.DELIVERIES in (message.header.properties.headers or {})
-            )
-            async with self._slots.exclusive() if suspect else self._slots.shared:
-                if self._stopping:
-                    # Shutting down: leave it unacked; closing the channel requeues it.
+            delivery = read_delivery(message)
+            if self._pace is not None:
+                await self._take_turn(delivery, self._pace)
+            async with self._slot(delivery):
+                if self._stopping:  # left unacked: closing the channel requeues it
                     self._acks.abandoned()
-                    self.counters.requeued += 1
+                    self._observers.requeued(delivery)
                     return
-                failure = await (
-                    self._process(message) if self._tracing is None else self._traced(message)
-                )
-            if failure is None:
-                await self._acknowledge(self._acks.finished, tag)
-            else:
-                await self._settle(message, *failure)
+                label = self.stage.label(delivery)
+                outcome = await self._outcome(delivery, label)
+            await self._settle(delivery, label, outcome)
         except asyncio.CancelledError:
             self._acks.abandoned()  # the channel closed under us; the broker redelivers
             raise
+        except CONNECTION_ERRORS as error:
+            self._acks.abandoned()  # nothing can be settled on a channel that is gone
+            log.warning("message.abandoned", queue=self.queue, error=str(error))
         finally:
             self._active -= 1
             if self._active == 0:
                 self._idle.set()
 
-    async def _process(self, message: DeliveredMessage) -> tuple[Decision, int] | None:
-        """Handle one delivery: None when it is done and may be acked, else where it
-        goes and the handler calls made so far (across every retry tier)."""
-        properties = message.header.properties
-        delivery = cast(Basic.Deliver, message.delivery)
-        headers: dict[str, Any] = properties.headers or {}
-        type_name = properties.message_type
-        handler = self._find_handler(type_name, headers, delivery.routing_key or "")
-        message_id = properties.message_id or _derived_id(message)
-        attempts: int = headers.get(h.ATTEMPTS, 0)
-        stats: TypeStats | None = None
-        if self._metrics is not None:
-            stats = self._metrics.stats(handler.event_type.__wire_name__ if handler else None)
-            stats.received += 1
+    async def _take_turn(
+        self, delivery: Delivery, pace: Callable[[Delivery], tuple[float, str | None]]
+    ) -> None:
+        """Hold the delivery (unacked, not a retry, no slot taken: other handlers keep
+        theirs) until the rate limits give it its turn."""
+        try:
+            wait, label = pace(delivery)
+        except Exception as error:  # no turn is better than a delivery left in flight
+            log.error("message.pace_failed", queue=self.queue, error=describe(error))
+            return
+        if wait > 0.0:
+            self._observers.throttled(delivery, label, wait)
+            await asyncio.sleep(wait)
+
+    def _slot(self, delivery: Delivery) -> AbstractAsyncContextManager[Any]:
+        """A slot among `concurrency`; a delivery that may have crashed the last
+        process (redelivered, or carrying a redelivery count) runs alone."""
+        suspect = delivery.redelivered or (
+            self._count_redeliveries and delivery.deliveries is not None
+        )
+        return self._slots.exclusive() if suspect else self._slots.shared
+
+    async def _outcome(self, delivery: Delivery, label: str | None) -> Outcome:
+        """Refuse what no stage can use, else the stage's outcome; an unexpected error
+        anywhere is parked as `internal` rather than left in flight."""
+        self._observers.received(delivery, label)
+        outcome: Outcome = None
+        try:
+            if delivery.undecodable is None and not delivery.redelivered and delivery.version:
+                # Nothing `_refused` looks at: skip its coroutine (once per delivery).
+                outcome = await self.stage.process(delivery, label)
+            else:
+                outcome = await self._refused(delivery) or await self.stage.process(delivery, label)
+        except CONNECTION_ERRORS:
+            raise
+        except Exception as error:
+            outcome = (
+                Park("internal", type(error).__name__, truncate(describe(error))),
+                (delivery.attempts),
+            )
+            log.error(
+                "message.internal_error",
+                worker=self.stage.name,
+                queue=self.queue,
+                message_id=delivery.message_id,
+                correlation_id=delivery.correlation_id,
+                type=delivery.type_name,
+                error_type=type(error).__name__,
+                error=outcome[0].message,
+                exc_info=error,
+            )
+        finally:
+            self._observers.finished(delivery, outcome[0] if outcome else None)
+        return outcome
+
+    async def _refused(self, delivery: Delivery) -> Outcome:
+        """What is parked before any stage sees it: undecodable properties, a crash loop,
+        a version header that is no version."""
+        attempts = delivery.attempts
+        if delivery.undecodable is not None:
+            park = Park("undecodable-properties", "UndecodableProperties", delivery.undecodable)
+            return park, attempts
         if delivery.redelivered:
-            guard = await self._crash_guard(message_id, headers)
+            guard = await self._crash_guard(delivery)
             if guard is not None:
                 return guard, attempts
-        if handler is None:
-            reason = self._unknown_type(type_name, headers)
-            return Park("unknown-type", "UnknownEventType", reason), attempts
-        try:
-            event = decode(handler.event_type, message.body)
-        except InvalidPayload as error:
-            return Park("decode", "InvalidPayload", str(error)), attempts
-        ctx = Context(
-            worker=self._name,
-            queue=self.queue,
-            event_type=handler.event_type.__wire_name__,
-            message_id=message_id,
-            correlation_id=properties.correlation_id or message_id,
-            causation_id=headers.get(h.CAUSATION_ID),
-            attempt=attempts + 1,
-            redelivered=bool(delivery.redelivered),
-            headers=headers,
-        )
-        started = time.perf_counter()
-        try:
-            outgoing = await self._rules.call(self._handle, handler.function, event, ctx)
-            if outgoing:
-                await self._publish(outgoing)
-        except HandlerFailed as failed:
-            if stats is not None:
-                stats.handler_seconds.observe(time.perf_counter() - started)
-            retries = headers.get(h.RETRIES, 0)
-            return self._rules.decide(failed.error, retries), attempts + failed.attempts
-        except PublishFailed as error:
-            return self._rules.decide(error, headers.get(h.RETRIES, 0)), attempts + 1
-        self.counters.processed += 1
-        if stats is not None:
-            record_processed(stats, started, headers, properties.timestamp)
+        if delivery.version is None:
+            shown = repr(delivery.headers.get(h.VERSION))
+            shown = shown if len(shown) <= 60 else shown[:59] + "…"
+            reason = f"the version header must be a positive integer, got {shown}"
+            return Park("invalid-version", "InvalidVersion", reason), attempts
         return None
 
-    async def _traced(self, message: DeliveredMessage) -> tuple[Decision, int] | None:
-        """`_process` inside a span that is the child of the message's trace context."""
-        assert self._tracing is not None
-        properties = message.header.properties
-        with self._tracing.consuming(
-            properties.headers or {},
-            queue=self.queue,
-            worker=self._name,
-            type_name=properties.message_type,
-            message_id=properties.message_id,
-            correlation_id=properties.correlation_id,
-        ) as span:
-            failure = await self._process(message)
-            if failure is not None:
-                self._tracing.failed(span, type(failure[0]).__name__)
-            return failure
-
-    async def _handle(self, function: Handler[Any], event: Event, ctx: Context) -> list[Outgoing]:
-        """One attempt: claim the message in the inbox, call the handler, keep its follow-ons."""
-        inbox = self._inbox
-        if inbox is None:
-            return self._outgoing(await function(event, ctx), ctx)
-        async with inbox.claim(self._name, ctx.message_id, _note(ctx, "processed", [])) as claim:
-            if claim.duplicate:
-                self.counters.duplicates += 1
-                if self._metrics is not None:
-                    self._metrics.stats(ctx.event_type).duplicates += 1
-                return claim.replay
-            ctx.db = claim.db
-            outgoing = self._outgoing(await function(event, ctx), ctx)
-            claim.keep(outgoing)
-            return outgoing
-
-    async def _crash_guard(self, message_id: str, headers: dict[str, Any]) -> Decision | None:
+    async def _crash_guard(self, delivery: Delivery) -> Decision | None:
         """Count this start of a suspect delivery; park it past the crash limit."""
-        started = None if self._inbox is None else await self._inbox.started(self._name, message_id)
+        started = None
+        if self._inbox is not None:
+            try:
+                started = await self._inbox.started(self.stage.name, delivery.message_id)
+            except Exception as error:  # the database is down: the handler's own claim retries
+                log.warning(
+                    "crash_guard.unavailable", message_id=delivery.message_id, error=str(error)
+                )
         if started is not None:
             # This start is counted, but the delivery before the first redelivery was
             # not: it ran (or waited) unsuspected. So `started` runs are unfinished.
             return crash_guard(started, self._crash_limit)
         if self._count_redeliveries:
-            unfinished = headers.get(h.DELIVERIES, 0) + 1
+            unfinished = (delivery.deliveries or 0) + 1
             return crash_guard(unfinished, self._crash_limit, recount=True)
         return None
 
-    def _find_handler(
-        self, type_name: str | None, headers: dict[str, Any], routing_key: str
-    ) -> HandlerSpec[Any] | None:
-        if not type_name:
-            return self.worker.handler_for_routing_key(routing_key)
-        version = headers.get(h.VERSION, 1)
-        if type(version) is not int:
-            version = _version(headers)
-        return self.worker.handler_for(type_name, version)
+    # -- settling -------------------------------------------------------------
 
-    def _outgoing(self, emitted: Emitted, ctx: Context) -> list[Outgoing]:
-        """The handler's result as messages with their ids fixed."""
-        if emitted is None:
-            return []
-        events: Sequence[Event] = (emitted,) if isinstance(emitted, Event) else emitted
-        if not events:
-            return []
-        exchange = self._publish_to
-        if exchange is None:
-            raise PublishFailed(
-                f"worker {self._name!r} emitted {events[0].__wire_name__} but has no "
-                "'publish_to' exchange in the topology"
-            )
-        trace = copied(ctx.headers) if self._tracing is None else self._tracing.outgoing()
-        return [
-            outgoing_event(
-                event,
-                exchange=exchange,
-                message_id=follow_on_id(ctx.message_id, self._name, i, event),
-                correlation_id=ctx.correlation_id,
-                causation_id=ctx.message_id,
-                mandatory=event.__wire_name__ not in self._terminal,
-                app_id=self._app_id,
-                trace=trace,
-            )
-            for i, event in enumerate(events)
-        ]
+    async def _settle(self, delivery: Delivery, label: str | None, outcome: Outcome) -> None:
+        """Ack a delivery that is done; else publish its copy with a confirm, then ack.
 
-    async def _publish(self, outgoing: list[Outgoing]) -> None:
-        if len(outgoing) == 1:
-            await self._publisher.publish_outgoing(outgoing[0])
-            return
-        # Confirms are awaited together; any failure fails the delivery.
-        results = await asyncio.gather(
-            *(self._publisher.publish_outgoing(o) for o in outgoing), return_exceptions=True
-        )
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-
-    # -- settling failures ----------------------------------------------------
-
-    async def _settle(self, message: DeliveredMessage, decision: Decision, attempts: int) -> None:
-        """Publish the retry or dead-letter copy with a confirm, then ack the original."""
-        tag = cast(int, cast(Basic.Deliver, message.delivery).delivery_tag)
-        message_id = message.header.properties.message_id or _derived_id(message)
-        if isinstance(decision, Redeliver):
-            routing_key, properties = redelivery_copy(
-                message,
-                decision,
-                message_id=message_id,
-                worker=self._name,
-                queue=self.queue,
-                attempts=attempts,
-            )
-        elif isinstance(decision, Park):
-            routing_key, properties = parked_copy(
-                message,
-                decision,
-                message_id=message_id,
-                worker=self._name,
-                queue=self.queue,
-                attempts=attempts,
-            )
-        else:
-            routing_key, properties = recounted_copy(
-                message, decision, queue=self.queue, message_id=message_id
-            )
-        fields = {
-            "worker": self._name,
-            "queue": self.queue,
-            "message_id": message_id,
-            "correlation_id": message.header.properties.correlation_id,
-            "type": message.header.properties.message_type,
-            "attempt": attempts,
-        }
-        try:
-            await self._publisher.publish(
-                message.body, exchange="", routing_key=routing_key, properties=properties
-            )
-        except PublishFailed as error:
-            log.error("message.unsettled", to=routing_key, error=str(error), **fields)
-            await asyncio.sleep(SETTLE_FAILURE_PAUSE)
-            async with self._ack_lock:
-                await self._channel.basic_nack(tag, multiple=False, requeue=True, wait=False)
-                frames = self._acks.settled(tag)
-                for frame_tag, multiple in frames:
-                    await self._channel.basic_ack(frame_tag, multiple=multiple, wait=False)
-            return
-        if self._metrics is not None and not isinstance(decision, Recount):
-            self._count_failure(message, decision)
-        if isinstance(decision, Recount):
-            self.counters.recounted += 1
-            log.info("message.recounted", deliveries=decision.deliveries, **fields)
-        elif isinstance(decision, Redeliver):
-            self.counters.retried += 1
-            log.warning(
-                "message.retried",
-                to=routing_key,
-                delay=str(decision.delay),
-                error=decision.reason,
-                **fields,
-            )
-        else:
-            self.counters.parked += 1
-            self.counters.by_reason[decision.reason] = (
-                self.counters.by_reason.get(decision.reason, 0) + 1
-            )
-            log.warning(
-                "message.dead_lettered",
-                to=routing_key,
-                reason=decision.reason,
-                error=decision.message,
-                **fields,
-            )
-        if not isinstance(decision, Recount) and self._inbox is not None:
-            await self._note_failure(message, message_id, decision)
-        await self._acknowledge(self._acks.finished, tag)
-
-    def _count_failure(self, message: DeliveredMessage, decision: Redeliver | Park) -> None:
-        assert self._metrics is not None
-        properties = message.header.properties
-        delivery = cast(Basic.Deliver, message.delivery)
-        handler = self._find_handler(
-            properties.message_type, properties.headers or {}, delivery.routing_key or ""
-        )
-        type_name = handler.event_type.__wire_name__ if handler else None
-        if isinstance(decision, Redeliver):
-            self._metrics.retried(type_name, decision.tier)
-        else:
-            self._metrics.dead_lettered(type_name, decision.reason)
-
-    async def _note_failure(
-        self, message: DeliveredMessage, message_id: str, decision: Redeliver | Park
-    ) -> None:
-        """Add a retry or a dead letter to the saga's timeline; never fails the delivery."""
-        assert self._inbox is not None
-        properties = message.header.properties
-        headers: dict[str, Any] = properties.headers or {}
-        outcome = "retried" if isinstance(decision, Redeliver) else "dead-lettered"
-        detail = decision.reason if isinstance(decision, Redeliver) else decision.message
-        note = EventNote(
-            properties.correlation_id or message_id,
-            message_id,
-            headers.get(h.CAUSATION_ID),
-            properties.message_type or "?",
-            self._name,
-            outcome,
-            [],
-            detail,
-        )
-        try:
-            await self._inbox.note(note)
-        except Exception as error:  # the timeline is a record, not part of the message path
-            log.warning("timeline.unwritten", message_id=message_id, error=str(error))
-
-    def _unknown_type(self, type_name: str | None, headers: dict[str, Any]) -> str:
-        handled = (
-            ", ".join(
-                sorted(
-                    f"{s.event_type.__wire_name__} v{s.event_type.__version__}"
-                    for s in self.worker.handlers
-                )
-            )
-            or "nothing"
-        )
-        if type_name:
-            what = f"type {type_name!r} version {_version(headers)}"
-        else:
-            what = "a message without a 'type' property whose routing key matches no contract"
-        return f"worker {self._name!r} has no handler for {what} (handles: {handled})"
-
-    # -- acks and shutdown ----------------------------------------------------
-
-    async def _acknowledge(self, decide: Callable[..., list[Frame]], *args: int) -> None:
-        """Decide the ack frames and send them, both under one lock.
-
-        Deciding outside the lock would let a newer multiple ack overtake an
-        older one, which then names a tag already settled: RabbitMQ closes the
-        channel for that (PRECONDITION_FAILED, unknown delivery tag).
+        A copy the broker did not confirm leaves the original to be handed back
+        (nack with requeue) after a pause.
         """
-        frames: list[Frame] | None = None
-        if self._acking == 0:
-            # Nobody holds or waits for the lock: decide without it. Most
-            # deliveries decide no frame and are done; otherwise the lock is free
-            # and taken at once, so no later decision can be sent before this one.
-            frames = decide(*args)
-        if frames is None or frames:
-            self._acking += 1
-            try:
-                async with self._ack_lock:
-                    for tag, multiple in decide(*args) if frames is None else frames:
-                        await self._channel.basic_ack(tag, multiple=multiple, wait=False)
-            finally:
-                self._acking -= 1
-        if self._ack_timer is None and self._acks.due:
-            loop = asyncio.get_running_loop()
-            self._ack_timer = loop.call_later(ACK_DELAY, self._flush_later)
-
-    def _flush_later(self) -> None:
-        self._ack_timer = None
-        if self._acks.due:
-            task = asyncio.get_running_loop().create_task(self._flush_quietly())
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-
-    async def _flush_quietly(self) -> None:
+        if outcome is None:
+            self._observers.processed(delivery, label)
+            await self._acks.finished(delivery.tag)
+            return
+        decision, attempts = outcome
+        name, queue, message_id = self.stage.name, self.queue, delivery.message_id
+        message, to = delivery.message, queue
         try:
-            await self._acknowledge(self._acks.flush)
-        except (
-            ConnectionError,
-            aiormq.exceptions.AMQPError,
-            aiormq.exceptions.ChannelInvalidStateError,
-        ) as error:
-            # The channel is gone: the broker redelivers these and dedupe absorbs them.
-            log.warning("acks.unsent", queue=self.queue, error=str(error))
+            match decision:
+                case Redeliver():
+                    to, properties = redelivery_copy(
+                        message, decision, message_id=message_id, worker=name, queue=queue,
+                        attempts=attempts,
+                    )  # fmt: skip
+                case Park():
+                    await self.stage.announce(delivery, decision)
+                    to, properties = parked_copy(
+                        message, decision, message_id=message_id, worker=name, queue=queue,
+                        attempts=attempts,
+                    )  # fmt: skip
+                case Recount():
+                    to, properties = recounted_copy(
+                        message, decision, queue=queue, message_id=message_id
+                    )
+            await self._send_copy(delivery, to, properties)
+        except PublishFailed as error:
+            self._observers.unsettled(delivery, to, error)
+            await asyncio.sleep(SETTLE_FAILURE_PAUSE)
+            await self._acks.requeue(delivery.tag)
+            return
+        await self._observers.settled(delivery, label, decision, attempts)
+        await self._acks.finished(delivery.tag)
+
+    async def _send_copy(self, delivery: Delivery, to: str, properties: Basic.Properties) -> None:
+        """Publish a failure copy through the queue's failure exchange (the only one a
+        worker's broker user may write besides its own: docs/operations/security.md);
+        when its headers cannot be encoded, with fleet's own only."""
+        publish, body = self._publisher.publish, delivery.body
+        try:
+            await publish(body, exchange=self._failures, routing_key=to, properties=properties)
+        except _UNSENDABLE:
+            raise
+        except Exception as error:
+            log.error(
+                "message.headers_dropped",
+                queue=self.queue,
+                message_id=delivery.message_id,
+                error=truncate(describe(error)),
+            )
+            bare = bare_copy(properties, dropped=describe(error))
+            await publish(body, exchange=self._failures, routing_key=to, properties=bare)
+
+    # -- shutdown -------------------------------------------------------------
 
     async def drain(self, seconds: float) -> bool:
         """Stop starting new deliveries, wait for running ones, send the last acks.
@@ -522,43 +326,10 @@ class Consumer:
             finished = True
         except TimeoutError:
             finished = False
-        if self._ack_timer is not None:
-            self._ack_timer.cancel()
-            self._ack_timer = None
-        await self._acknowledge(self._acks.flush)
+        await self._acks.flush()
         return finished
 
     @property
     def in_flight(self) -> int:
         """Deliveries received and not yet settled."""
         return self._acks.in_flight
-
-
-def _note(ctx: Context, outcome: str, emitted: list[str], detail: str | None = None) -> EventNote:
-    return EventNote(
-        ctx.correlation_id,
-        ctx.message_id,
-        ctx.causation_id,
-        ctx.event_type,
-        ctx.worker,
-        outcome,
-        emitted,
-        detail,
-    )
-
-
-def _derived_id(message: DeliveredMessage) -> str:
-    """The stable id of a message its publisher sent without one."""
-    delivery = cast(Basic.Deliver, message.delivery)
-    name = message.header.properties.message_type or delivery.routing_key or ""
-    return derive_message_id(name, message.body)
-
-
-def _version(headers: dict[str, Any]) -> int:
-    value = headers.get(h.VERSION, 1)
-    if isinstance(value, int):
-        return value
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 1

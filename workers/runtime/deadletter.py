@@ -1,5 +1,8 @@
 """The copies fleet publishes of a failed delivery: to a delay queue, or parked
-in the dead-letter queue. Body and properties stay as they were; headers say why."""
+in the dead-letter queue. Body and properties stay as they were; headers say why.
+
+Each goes to the consumed queue's failure exchange (`topology.names.failure_exchange`)
+with the target queue's name as its routing key, which reaches that queue alone."""
 
 from __future__ import annotations
 
@@ -23,9 +26,9 @@ def redelivery_copy(
     queue: str,
     attempts: int,
 ) -> tuple[str, Basic.Properties]:
-    """Routing key (the delay queue, via the default exchange) and properties of a retry."""
+    """Routing key (the delay queue) and properties of a retry."""
     headers = _failure_headers(message, worker=worker, queue=queue, attempts=attempts)
-    headers[h.RETRIES] = decision.tier
+    headers[h.RETRIES] = decision.tier if decision.retries is None else decision.retries
     headers[h.ERROR_MESSAGE] = decision.reason
     return decision.queue, _with_headers(message.header.properties, headers, message_id)
 
@@ -39,7 +42,7 @@ def parked_copy(
     queue: str,
     attempts: int,
 ) -> tuple[str, Basic.Properties]:
-    """Routing key (`<queue>.dead`, via the default exchange) and properties of a parked message."""
+    """Routing key (`<queue>.dead`) and properties of a parked message."""
     headers = _failure_headers(message, worker=worker, queue=queue, attempts=attempts)
     headers[h.REASON] = decision.reason
     headers[h.ERROR_TYPE] = decision.error_type
@@ -106,3 +109,16 @@ def recounted_copy(
     headers.setdefault(h.ORIGINAL_EXCHANGE, delivery.exchange)
     headers.setdefault(h.ORIGINAL_ROUTING_KEY, delivery.routing_key)
     return queue, _with_headers(message.header.properties, headers, message_id)
+
+
+def bare_copy(properties: Basic.Properties, *, dropped: str) -> Basic.Properties:
+    """`properties` keeping only fleet's own headers, for a copy whose other headers
+    could not be encoded; `x-fleet-dropped-headers` says why they are gone."""
+    kept = {k: v for k, v in (properties.headers or {}).items() if k in _FLEET_HEADERS}
+    kept[h.DROPPED_HEADERS] = dropped[:200]
+    return copy_properties(properties, kept, message_id=properties.message_id)
+
+
+_FLEET_HEADERS = frozenset(
+    (*h.FAILURE_HEADERS, h.ORIGINAL_EXCHANGE, h.ORIGINAL_ROUTING_KEY, h.UNDECODABLE)
+)

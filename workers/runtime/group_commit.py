@@ -30,21 +30,27 @@ import itertools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from workers.runtime.inbox import Claim, EventNote
+from workers.runtime import timeline
+from workers.runtime.claims import Claim
 from workers.runtime.outgoing import pack, unpack
+from workers.runtime.timeline import EventNote
 
 if TYPE_CHECKING:
     import asyncpg
 
+# Each claim's timeline row: its note's ids and type; what it emits is set later.
+_NOTED = timeline.insert(
+    "correlation_id", "message_id", "causation_id", "type", "worker", "outcome"
+)
 # Claim every id of a batch and write the timeline rows of those claimed, in one
 # round trip. $1 worker; $2..$5 message ids, correlation ids, causation ids, types.
-_CLAIM_MANY = """
+_CLAIM_MANY = f"""
 WITH claimed AS (
     INSERT INTO fleet_inbox (worker, message_id)
     SELECT $1, m FROM unnest($2::text[]) AS m
     ON CONFLICT DO NOTHING RETURNING message_id
 ), noted AS (
-    INSERT INTO fleet_events (correlation_id, message_id, causation_id, type, worker, outcome)
+    {_NOTED}
     SELECT n.c, n.m, n.ca, n.t, $1, 'processed'
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS n(m, c, ca, t)
     WHERE n.m IN (SELECT message_id FROM claimed)
@@ -55,15 +61,15 @@ SELECT message_id, id FROM noted
 _STORED_MANY = """
 SELECT message_id, follow_ons FROM fleet_inbox WHERE worker = $1 AND message_id = ANY($2)
 """
-_WITHDRAW = """
+_WITHDRAW = f"""
 WITH gone AS (DELETE FROM fleet_inbox WHERE worker = $1 AND message_id = ANY($2))
-DELETE FROM fleet_events WHERE id = ANY($3)
+{timeline.delete("$3")}
 """
-_KEEP = """
+_KEEP = f"""
 WITH kept AS (
     UPDATE fleet_inbox SET follow_ons = $3 WHERE worker = $1 AND message_id = $2
 )
-UPDATE fleet_events SET emitted = $4 WHERE id = $5
+{timeline.set_emitted("$4", "$5")}
 """
 
 

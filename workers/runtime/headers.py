@@ -24,9 +24,16 @@ FIRST_FAILURE = "x-fleet-first-failure"
 LAST_FAILURE = "x-fleet-last-failure"
 ERROR_TYPE = "x-fleet-error-type"
 ERROR_MESSAGE = "x-fleet-error"
-REASON = "x-fleet-reason"  # decode | unknown-type | permanent | retries-exhausted | crash-loop
+# decode | unknown-type | invalid-version | undecodable-properties | permanent
+# | retries-exhausted | crash-loop | internal
+REASON = "x-fleet-reason"
 WORKER = "x-fleet-worker"
 QUEUE = "x-fleet-queue"
+# Set by the frame decoder when a property of the delivery could not be
+# decoded (a timestamp out of range, a malformed header table): what was wrong.
+UNDECODABLE = "x-fleet-undecodable"
+# On a failure copy whose original headers could not be written back: why not.
+DROPPED_HEADERS = "x-fleet-dropped-headers"
 
 #: Every header fleet adds on failure; `fleet dlq replay` removes them to reset attempts.
 FAILURE_HEADERS = (

@@ -24,12 +24,13 @@ import structlog
 from aio_pika.abc import AbstractConnection
 from aiormq.abc import AbstractChannel
 
-from topology import BrokerUnreachable
+from topology import BrokerRefused, BrokerUnreachable
 from workers.errors import PublishFailed, PublishNacked
-from workers.runtime.connection import CONNECTION_ERRORS, connect
-from workers.runtime.nodes import NodeRing, node_label
+from workers.runtime.connection import CONNECTION_ERRORS
+from workers.runtime.nodes import NodeRing
 from workers.runtime.outgoing import Outgoing
 from workers.runtime.publisher import Publisher
+from workers.runtime.reconnect import Backoff, Connected, keep_connected
 from workers.runtime.waiting import wait_any
 
 log = structlog.get_logger("fleet.link")
@@ -40,10 +41,6 @@ NACK_PAUSE = 0.2
 #: Errors during a publish that mean the message's fate is unknown: send it again.
 _LOST: tuple[type[BaseException], ...] = (*CONNECTION_ERRORS, aiormq.exceptions.ChannelClosed)
 _LOST_OR_CANCELLED: tuple[type[BaseException], ...] = (*_LOST, asyncio.CancelledError)
-_UNREACHABLE: tuple[type[BaseException], ...] = (BrokerUnreachable, *CONNECTION_ERRORS)
-#: A refused declaration in `on_open` (an answer queue's exchange is missing) is
-#: retried like an outage.
-_UNUSABLE: tuple[type[BaseException], ...] = (*_UNREACHABLE, aiormq.exceptions.ChannelClosed)
 
 
 class BrokerDown(Exception):
@@ -95,6 +92,9 @@ class BrokerLink:
         self._stalled_since: float | None = None
         #: Publishes sent again after a lost connection or a nack.
         self.resent = 0
+        #: Why the last round of connection attempts was refused (a login or TLS
+        #: mistake), for a one-shot publisher to report; None once connected.
+        self.refused: BrokerRefused | None = None
 
     @property
     def ready(self) -> bool:
@@ -108,46 +108,63 @@ class BrokerLink:
         )
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Keep a connection up until `stop` is set."""
-        failures = 0
-        lost_at: float | None = None
-        while not stop.is_set():
-            try:
-                await self._open()
-            except _UNUSABLE as exc:
-                failures += 1
-                self._unreachable = True
-                self._settled.set()
-                delay = min(self.max_backoff, 0.2 * 2 ** min(failures, 8))
-                log.warning(
-                    "link.broker_unreachable", name=self.name, error=str(exc), retry_in=delay
-                )
-                await wait_any(stop, seconds=delay)
-                continue
-            failures = 0
-            self._unreachable = False
-            if lost_at is not None:
-                self.failovers.append(time.monotonic() - lost_at)
-                log.info(
-                    "broker.failover",
-                    name=self.name,
-                    node=node_label(self.nodes.current),
-                    seconds=round(self.failovers[-1], 3),
-                )
-            else:
-                log.info("link.broker_connected", name=self.name)
-            self.connected.set()
-            self._settled.set()
-            await wait_any(stop, self._lost)
-            self.connected.clear()
-            self._settled.clear()
-            if not stop.is_set():
-                lost_at = time.monotonic()
-                self._stalled_since = self._stalled_since or lost_at
-                self.nodes.lost()
-                log.warning("link.broker_connection_lost", name=self.name)
+        """Keep a connection up until `stop` is set (`reconnect.keep_connected`)."""
+        try:
+            await keep_connected(
+                self.nodes,
+                lambda connection, connected: self._session(connection, connected, stop),
+                name=self.name,
+                stop=stop,
+                backoff=Backoff(base=0.2, cap=self.max_backoff),
+                # The ingress must come back on its own once the broker lets it in.
+                retry_refused=True,
+                fields={"name": self.name},
+                on_unreachable=self._unreachable_now,
+            )
+        finally:
             await self._close()
+
+    def _unreachable_now(self, error: BrokerUnreachable) -> None:
+        """A round of connection attempts failed: publishes waiting for the link fail now."""
+        self.refused = error if isinstance(error, BrokerRefused) else None
+        self._unreachable = True
+        self._settled.set()
+
+    async def _session(
+        self, connection: AbstractConnection, connected: Connected, stop: asyncio.Event
+    ) -> bool:
+        """One connection's confirm-mode channel, until it is lost (True) or `stop`."""
+        self._lost = lost = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: lost.set())
+        try:
+            wrapper = await connection.channel(publisher_confirms=True, on_return_raises=True)
+            wrapper.close_callbacks.add(lambda *_: lost.set())
+            channel = await wrapper.get_underlay_channel()
+            if self.on_open is not None:
+                await self.on_open(channel)
+        except aiormq.exceptions.ChannelClosed as exc:
+            # A refused declaration in `on_open` (an answer queue's exchange is
+            # missing) is retried like an outage.
+            self._unreachable_now(BrokerUnreachable(f"the broker refused the set-up: {exc}"))
+            return True
+        self._connection, self._channel, self._publisher = connection, channel, Publisher(channel)
+        self.refused = None
+        self._unreachable = False
+        failover = connected.began()
+        if failover is not None:
+            self.failovers.append(failover)
+        else:
+            log.debug("link.broker_connected", name=self.name)
+        self.connected.set()
+        self._settled.set()
+        await wait_any(stop, lost)
+        self.connected.clear()
+        self._settled.clear()
+        if not stop.is_set():
+            self._stalled_since = self._stalled_since or time.monotonic()
+            log.warning("broker.connection_lost", name=self.name)
         await self._close()
+        return not stop.is_set()
 
     async def publish(self, message: Outgoing) -> None:
         """Publish and wait for the confirm, sending again after a failover.
@@ -210,24 +227,6 @@ class BrokerLink:
             # which is noticed by `run` a moment after the publish saw it.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), min(left, 0.05))
-
-    async def _open(self) -> None:
-        self._lost = asyncio.Event()
-        lost = self._lost
-        connection = await connect(self.nodes, name=self.name)
-        try:
-            connection.close_callbacks.add(lambda *_: lost.set())
-            wrapper = await connection.channel(publisher_confirms=True, on_return_raises=True)
-            wrapper.close_callbacks.add(lambda *_: lost.set())
-            channel = await wrapper.get_underlay_channel()
-            if self.on_open is not None:
-                await self.on_open(channel)
-        except BaseException:
-            await connection.close()
-            raise
-        self._connection = connection
-        self._channel = channel
-        self._publisher = Publisher(channel)
 
     async def _close(self) -> None:
         connection, self._connection = self._connection, None

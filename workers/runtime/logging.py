@@ -44,7 +44,10 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        # One write per line (PrintLogger's print() writes the text and its newline
+        # apart): under `fleet up` every process shares one stderr, and two
+        # lines written at once came out as one, breaking JSON line collectors.
+        logger_factory=structlog.WriteLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
 

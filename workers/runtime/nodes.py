@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from topology.nodes import split_urls
+from topology.nodes import DEFAULT_AMQP_PORT, DEFAULT_AMQPS_PORT, split_urls
 
 
 class NodeRing:
@@ -50,8 +50,9 @@ class NodeRing:
 
 def node_label(url: str | None) -> str | None:
     """``amqp://user:secret@rabbit-2:5672/shop`` → ``rabbit-2:5672``: a node for logs,
-    without credentials."""
+    without credentials or TLS settings (``amqps://rabbit-2/`` → ``rabbit-2:5671``)."""
     if url is None:
         return None
     parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5672}"
+    default = DEFAULT_AMQPS_PORT if parts.scheme == "amqps" else DEFAULT_AMQP_PORT
+    return f"{parts.hostname}:{parts.port or default}"

@@ -22,9 +22,10 @@ from pamqp.commands import Basic
 
 from workers.errors import PublishFailed, PublishNacked
 from workers.observability.metrics import Histogram
+from workers.runtime import fastpath
+from workers.runtime.fastpath.sending import FrameSender
+from workers.runtime.fastpath.wire import publish_frames, publish_frames_for
 from workers.runtime.outgoing import Outgoing
-from workers.runtime.sending import FrameSender
-from workers.runtime.wire import publish_frames, publish_frames_for
 
 
 class Publisher:
@@ -46,7 +47,8 @@ class Publisher:
         confirm_seconds: Histogram | None = None,
     ):
         self._channel = channel
-        self._sender = FrameSender.on(channel)
+        # The fast path queues pre-marshalled publishes itself (workers.runtime.fastpath).
+        self._sender = FrameSender.on(channel) if fastpath.enabled() else None
         self.app_id = app_id
         self._confirm_seconds = confirm_seconds
 

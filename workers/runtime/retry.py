@@ -1,7 +1,7 @@
 """What happens to a failed delivery: retried in process, redelivered later
 through a delay queue, or parked. Pure decisions; the consumer carries them out.
 
-    handler raises ─▶ permanent (Reject, a configured class)? ─▶ Park
+    handler raises ─▶ permanent (Reject, a configured class, a PostgreSQL data error)? ─▶ Park
                     └▶ in-process attempts left? (tenacity: exponential, jittered) ─▶ call again
                        └▶ delay tiers left? ─▶ Redeliver(<queue>.retry.<delay>)
                           └▶ Park (retries exhausted)
@@ -9,7 +9,7 @@ through a delay queue, or parked. Pure decisions; the consumer carries them out.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -33,13 +33,18 @@ class Redeliver:
     delay: Duration
     tier: int  # 1 for the first delay
     reason: str
+    #: Delayed redeliveries so far, this one included, when it is not `tier`: a
+    #: server-told delay (`Retry(after=)`) picks its tier by length, not by turn.
+    retries: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class Park:
     """Publish to the dead-letter queue with the reason, and stop trying."""
 
-    reason: str  # decode | unknown-type | permanent | retries-exhausted | crash-loop
+    #: decode | unknown-type | invalid-version | undecodable-properties | permanent
+    #: | retries-exhausted | crash-loop | internal (docs/concepts/message-path.md)
+    reason: str
     error_type: str
     message: str
 
@@ -90,10 +95,14 @@ def crash_guard(unfinished: int, limit: int, *, recount: bool = False) -> Decisi
 class RetryRules:
     """One queue's retry policy plus the worker's permanent error classes.
 
+    Permanent, besides Reject and the configured classes: PostgreSQL's errors
+    for data it can never store (`is_data_error`), unless `transient` lists them.
+
     Args:
         queue: the work queue, for naming its delay queues.
         policy: attempts, backoff and delay tiers from the topology file.
         permanent: exception classes that skip retries (besides Reject).
+        transient: exception classes retried even though fleet deems them permanent.
     """
 
     def __init__(
@@ -101,13 +110,17 @@ class RetryRules:
         queue: str,
         policy: RetryPolicy,
         permanent: tuple[type[BaseException], ...] = (),
+        transient: tuple[type[BaseException], ...] = (),
     ):
         self.queue = queue
         self.policy = policy
         self.permanent: tuple[type[BaseException], ...] = (Reject, *permanent)
+        self.transient = transient
 
     def is_permanent(self, error: BaseException) -> bool:
-        return isinstance(error, self.permanent)
+        if isinstance(error, self.permanent):
+            return True
+        return is_data_error(error) and not isinstance(error, self.transient)
 
     async def call(self, function: Callable[..., Awaitable[T]], *args: Any) -> T:
         """Call `function(*args)`, retrying transient failures in process.
@@ -147,19 +160,66 @@ class RetryRules:
         """Where a delivery goes after its in-process attempts failed with `error`."""
         if self.is_permanent(error):
             reason = error.reason if isinstance(error, Reject) else describe(error)
-            return Park("permanent", type(error).__name__, _truncate(reason))
+            return Park("permanent", type(error).__name__, truncate(reason))
         delays = self.policy.delays
+        if isinstance(error, Retry) and error.after is not None:
+            return self._told(error, error.after.total_seconds(), retries_done)
         tier = retries_done
         if isinstance(error, Retry) and error.delay is not None:
             wanted = error.delay.total_seconds() * 1000
             while tier < len(delays) - 1 and delays[tier].ms < wanted:
                 tier += 1
         if tier >= len(delays):
-            return Park("retries-exhausted", type(error).__name__, _truncate(describe(error)))
+            return Park("retries-exhausted", type(error).__name__, truncate(describe(error)))
         delay = delays[tier]
-        return Redeliver(
-            retry_queue(self.queue, delay), delay, tier + 1, _truncate(describe(error))
-        )
+        return Redeliver(retry_queue(self.queue, delay), delay, tier + 1, truncate(describe(error)))
+
+    def _told(self, error: Retry, seconds: float, retries_done: int) -> Decision:
+        """A wait the downstream asked for: the tier that covers it, one retry of the budget."""
+        delays = self.policy.delays
+        if retries_done >= len(delays):
+            message = (
+                f"{error.reason}: asked to retry after {seconds:g}s, "
+                f"but all {len(delays)} retry tiers were used"
+            )
+            return Park("retries-exhausted", "Retry", truncate(message))
+        index = tier_for(delays, seconds)
+        delay = delays[index]
+        reason = truncate(f"{describe(error)} (retry after {seconds:g}s)")
+        return Redeliver(retry_queue(self.queue, delay), delay, index + 1, reason, retries_done + 1)
+
+
+def tier_for(delays: Sequence[Duration], seconds: float) -> int:
+    """The index of the shortest delay not shorter than `seconds`, else of the longest.
+
+    Pure, for `Retry(after=)`: waiting somewhat longer than asked is safe, coming
+    back early only earns another 429.
+    """
+    wanted = seconds * 1000
+    covering = [i for i, d in enumerate(delays) if d.ms >= wanted]
+    pool = covering or range(len(delays))
+    pick = min if covering else max
+    return pick(pool, key=lambda i: delays[i].ms)
+
+
+#: asyncpg's errors for data PostgreSQL can never store, by module and name, so
+#: that deciding needs no import of asyncpg. The same message fails the same
+#: way on every attempt, so retrying only delays the dead letter.
+DATA_ERRORS = frozenset(
+    {
+        # SQLSTATE class 22: numeric overflow, invalid byte sequence (a NUL), ...
+        ("asyncpg.exceptions", "DataError"),
+        # Refused by asyncpg before sending: a Python int past a bigint, say.
+        ("asyncpg.exceptions._base", "DataError"),
+        ("asyncpg.exceptions", "NotNullViolationError"),  # 23502
+        ("asyncpg.exceptions", "CheckViolationError"),  # 23514
+    }
+)
+
+
+def is_data_error(error: BaseException) -> bool:
+    """Whether `error` is (a subclass of) one of `DATA_ERRORS`."""
+    return any((c.__module__, c.__qualname__) in DATA_ERRORS for c in type(error).__mro__)
 
 
 def describe(error: BaseException) -> str:
@@ -168,5 +228,6 @@ def describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _truncate(text: str) -> str:
+def truncate(text: str) -> str:
+    """`text`, cut to what a dead-letter header keeps (`MESSAGE_LIMIT`)."""
     return text if len(text) <= MESSAGE_LIMIT else text[: MESSAGE_LIMIT - 1] + "…"

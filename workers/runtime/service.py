@@ -6,29 +6,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import random
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import structlog
 from aio_pika.abc import AbstractConnection
 
-from topology import BrokerUnreachable, Topology
-from topology.names import dead_letter_queue, retry_queue
-from workers.errors import WorkerError
+from topology import Topology
+from topology.names import dead_letter_queue, failure_exchange, retry_queue
+from workers.errors import DatabaseRequired, WorkerError
 from workers.loader import load_exception_classes, load_worker
 from workers.observability import context as trace_context
+from workers.observability.metrics import MetricsObserver
 from workers.runtime.connection import (
     CONNECTION_ERRORS,
-    connect,
+    first_missing_exchange,
     first_missing_queue,
     open_channels,
 )
-from workers.runtime.consumer import Consumer, Counters
+from workers.runtime.consumer import Consumer
+from workers.runtime.handling import HandlerStage
+from workers.runtime.hooks import DeliveryObserver, Observers
 from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
+from workers.runtime.limits import Limits, unknown_handlers
 from workers.runtime.nodes import NodeRing, node_label
+from workers.runtime.observers import Counters, Counting, FailureLog, Timeline
 from workers.runtime.publisher import Publisher
+from workers.runtime.reconnect import Connected, keep_connected
 from workers.runtime.retry import RetryRules
 from workers.runtime.shutdown import Shutdown
 from workers.runtime.waiting import wait_any
@@ -39,7 +43,6 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("fleet.worker")
 
-MAX_RECONNECT_DELAY = 30.0
 MAX_POOL = 10
 
 
@@ -108,9 +111,9 @@ class WorkerSettings:
 
     def make_inbox(self) -> Inbox:
         """PostgreSQL when a database is configured, else this process's memory."""
-        if self.database_url is None:
-            return MemoryInbox()
         spec = self.topology.worker(self.name)
+        if self.database_url is None:
+            return MemoryInbox(capacity=spec.memory_inbox)
         return PostgresInbox(
             self.database_url,
             worker=self.name,
@@ -123,7 +126,7 @@ class WorkerSettings:
 
 
 class QueueMissing(WorkerError):
-    """A queue the worker needs has not been provisioned."""
+    """A queue or exchange the worker needs has not been provisioned."""
 
 
 async def run_worker(
@@ -133,11 +136,21 @@ async def run_worker(
 
     Raises:
         QueueMissing: the topology was not applied to this broker.
+        BrokerRefused: the broker refused the login or the TLS handshake.
     """
     spec = settings.topology.worker(settings.name)
     queue = settings.topology.queues[spec.queue]
+    if settings.worker.needs_database and settings.database_url is None:
+        raise DatabaseRequired(settings.name)
+    handled = (h.event_type.__wire_name__ for h in settings.worker.handlers)
+    unknown = unknown_handlers(settings.name, spec, handled)
+    if unknown is not None:
+        raise WorkerError(unknown)
     rules = RetryRules(
-        spec.queue, queue.retry, load_exception_classes(settings.name, spec.permanent_errors)
+        spec.queue,
+        queue.retry,
+        load_exception_classes(settings.name, spec.permanent_errors),
+        load_exception_classes(settings.name, spec.transient_errors, "transient_errors"),
     )
     counters = Counters()
     inbox = settings.make_inbox()
@@ -149,7 +162,7 @@ async def run_worker(
         deduplicates="across processes and restarts"
         if settings.database_url
         else "redeliveries to this process only",
-        # Which deliveries share an inbox transaction (README: group commit).
+        # Which deliveries share an inbox transaction (docs/operations/failures.md: group commit).
         commit_batch=getattr(inbox, "commit_batch", None),
     )
     resources = Resources(settings.name, getattr(inbox, "pool", None))
@@ -158,48 +171,27 @@ async def run_worker(
     observer = settings.make_observer()
     if observer is not None:
         observer.start()
-    nodes = NodeRing(settings.url)
-    # When the last connection was lost: the failover time is logged once consuming again.
-    lost_at: float | None = None
+
+    async def session(connection: AbstractConnection, connected: Connected) -> bool:
+        polling = observer.polling(connection) if observer is not None else None
+        try:
+            return await _consume(
+                connection, settings, rules, inbox, counters, shutdown, connected, ready, observer
+            )
+        finally:
+            if polling is not None:
+                polling.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await polling
+
     try:
-        failures = 0
-        while not shutdown.requested.is_set():
-            try:
-                connection = await connect(nodes, name=f"fleet worker {settings.name}")
-            except BrokerUnreachable as exc:
-                failures += 1
-                delay = _backoff(failures)
-                log.warning(
-                    "broker.unreachable",
-                    worker=settings.name,
-                    error=str(exc),
-                    retry_in=round(delay, 2),
-                )
-                await wait_any(shutdown.requested, seconds=delay)
-                continue
-            failures = 0
-            polling = observer.polling(connection) if observer is not None else None
-            consuming = _Consuming(settings.name, nodes, lost_at, ready)
-            try:
-                lost = await _consume(
-                    connection, settings, rules, inbox, counters, shutdown, consuming, observer
-                )
-            except CONNECTION_ERRORS as exc:
-                lost = True
-                log.warning("broker.connection_lost", worker=settings.name, error=str(exc))
-            finally:
-                if polling is not None:
-                    polling.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await polling
-                if not connection.is_closed:
-                    await connection.close()
-            if lost:
-                lost_at = time.monotonic() if consuming.started else lost_at
-                nodes.lost()
-                # Another node is usually up at once: retry soon, with jitter so
-                # that a fleet of workers does not reconnect in one burst.
-                await wait_any(shutdown.requested, seconds=_backoff(1))
+        await keep_connected(
+            NodeRing(settings.url),
+            session,
+            name=f"fleet worker {settings.name}",
+            stop=shutdown.requested,
+            fields={"worker": settings.name},
+        )
     finally:
         if observer is not None:
             observer.stop()
@@ -216,7 +208,8 @@ async def _consume(
     inbox: Inbox,
     counters: Counters,
     shutdown: Shutdown,
-    consuming: _Consuming,
+    connected: Connected,
+    ready: asyncio.Event | None,
     observer: Observer | None = None,
 ) -> bool:
     """Consume on one connection; True if the connection was lost, False on a requested stop."""
@@ -231,34 +224,60 @@ async def _consume(
     for wrapper in channels.wrappers:
         wrapper.close_callbacks.add(lambda *_: lost.set())
     metrics = observer.metrics if observer is not None else None
-    consumer = Consumer(
+    publisher = Publisher(
+        channels.publish,
+        app_id=f"fleet.{settings.name}",
+        confirm_seconds=metrics.confirm_seconds if metrics is not None else None,
+    )
+    tracing = trace_context.current()
+    watching: list[DeliveryObserver] = [
+        Counting(counters),
+        FailureLog(settings.name, spec.queue),
+        Timeline(settings.name, inbox),
+    ]
+    if metrics is not None:
+        watching.append(MetricsObserver(metrics))
+    if tracing is not None:
+        watching.append(tracing.observer(worker=settings.name, queue=spec.queue))
+    observers = Observers(watching)
+    # Made per connection: after a reconnect the buckets start full again.
+    limits = Limits.of(spec)
+    stage = HandlerStage(
         worker=settings.worker,
         queue=spec.queue,
-        channel=channels.consume,
-        publisher=Publisher(
-            channels.publish,
-            app_id=f"fleet.{settings.name}",
-            confirm_seconds=metrics.confirm_seconds if metrics is not None else None,
-        ),
         rules=rules,
+        publisher=publisher,
         publish_to=spec.publish_to,
+        faults=spec.faults,
         terminal=frozenset(spec.terminal),
+        inbox=inbox,
+        observers=observers,
+        # Tracing off: an incoming trace context goes onto follow-ons as it came.
+        trace_headers=trace_context.copied if tracing is None else lambda _: tracing.outgoing(),
+        limits=limits,
+    )
+    consumer = Consumer(
+        stage=stage,
+        queue=spec.queue,
+        channel=channels.consume,
+        publisher=publisher,
+        observers=observers,
         concurrency=settings.concurrency,
         ack_batch=min(64, max(1, settings.prefetch // 4)),
         inbox=inbox,
-        counters=counters,
         crash_limit=spec.crash_limit,
         count_redeliveries=queue.type == "classic",
-        metrics=metrics,
-        tracing=trace_context.current(),
+        pace=stage.pace,
     )
+    if metrics is not None:
+        metrics.in_flight = lambda: consumer.in_flight
     # Logged before the consume starts: the first deliveries may be handled
     # before basic_consume's reply is, and a line after them would mislead.
     log.info(
         "worker.consuming",
         worker=settings.name,
         queue=spec.queue,
-        node=node_label(consuming.nodes.current),
+        node=node_label(connected.nodes.current),
         prefetch=settings.prefetch,
         concurrency=settings.concurrency,
     )
@@ -268,7 +287,9 @@ async def _consume(
     gc.freeze()
     consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
     consumer_tag = consume_ok.consumer_tag or ""
-    consuming.began()
+    connected.began()
+    if ready is not None:
+        ready.set()
     await wait_any(shutdown.requested, lost)
     if lost.is_set() and not shutdown.requested.is_set():
         log.warning("broker.connection_lost", worker=settings.name, in_flight=consumer.in_flight)
@@ -290,31 +311,9 @@ async def _consume(
         dead_lettered=counters.parked,
         retried=counters.retried,
         duplicates=counters.duplicates,
+        throttled=counters.throttled,
     )
     return False
-
-
-@dataclass
-class _Consuming:
-    """Marks the start of consuming on a connection, and logs how long a failover took."""
-
-    worker: str
-    nodes: NodeRing
-    lost_at: float | None
-    ready: asyncio.Event | None
-    started: bool = False
-
-    def began(self) -> None:
-        self.started = True
-        if self.lost_at is not None:
-            log.info(
-                "broker.failover",
-                worker=self.worker,
-                node=node_label(self.nodes.current),
-                seconds=round(time.monotonic() - self.lost_at, 3),
-            )
-        if self.ready is not None:
-            self.ready.set()
 
 
 async def _check_queues(connection: AbstractConnection, settings: WorkerSettings) -> None:
@@ -328,8 +327,12 @@ async def _check_queues(connection: AbstractConnection, settings: WorkerSettings
         raise QueueMissing(
             f"queue {missing!r} does not exist on this broker: run `fleet topology apply` first"
         )
-
-
-def _backoff(failures: int) -> float:
-    """Exponential with full jitter, capped: 0.5 s, 1 s, 2 s … 30 s."""
-    return random.uniform(0.1, min(MAX_RECONNECT_DELAY, 0.5 * 2 ** (failures - 1)))
+    # Failure copies go through the failure exchange; a topology applied before
+    # fleet derived it lacks it.
+    exchanges = [failure_exchange(spec.queue)]
+    exchanges += [name for name in (spec.publish_to, spec.faults) if name is not None]
+    missing = await first_missing_exchange(connection, exchanges)
+    if missing is not None:
+        raise QueueMissing(
+            f"exchange {missing!r} does not exist on this broker: run `fleet topology apply` first"
+        )

@@ -10,10 +10,10 @@ tiers spent                           dead-letter (retries-exhausted)
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 
 from workers.errors import Reject, Retry
+from workers.http import retry_after
 from workers.runtime.retry import Decision, RetryRules
 from workers.webhooks.errors import DeliveryFailed
 from workers.webhooks.sender import Attempt
@@ -45,22 +45,3 @@ def failure(attempt: Attempt, *, now: datetime | None = None) -> Exception:
     if 300 <= status < 400:
         return Reject(f"{answered}: redirects are not followed; subscribe the final URL")
     return Reject(f"{answered}: not retried")
-
-
-def retry_after(value: str | None, *, now: datetime | None = None) -> timedelta | None:
-    """A Retry-After header (delay in seconds, or an HTTP date) as a wait; None if
-    absent, unreadable or already past."""
-    if not value:
-        return None
-    text = value.strip()
-    if text.isdigit():
-        seconds = int(text)
-        return timedelta(seconds=seconds) if seconds > 0 else None
-    try:
-        when = parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    wait = when - (now or datetime.now(UTC))
-    return wait if wait > timedelta(0) else None

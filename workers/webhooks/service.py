@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 from collections.abc import Sequence
 
 import aiormq
@@ -15,28 +14,31 @@ import httpx
 import structlog
 from aio_pika.abc import AbstractConnection
 
-from topology import BrokerUnreachable
+from topology.names import failure_exchange
 from workers.runtime.connection import (
     CONNECTION_ERRORS,
-    connect,
+    first_missing_exchange,
     first_missing_queue,
     open_channels,
 )
+from workers.runtime.consumer import Consumer
+from workers.runtime.hooks import Observers
+from workers.runtime.nodes import NodeRing
 from workers.runtime.publisher import Publisher
+from workers.runtime.reconnect import Connected, keep_connected
 from workers.runtime.shutdown import Shutdown
 from workers.runtime.waiting import wait_any
-from workers.webhooks.dispatcher import Dispatcher
+from workers.webhooks.dispatcher import WebhookLog, WebhookStage
 from workers.webhooks.errors import WebhookError
 from workers.webhooks.records import Records
 from workers.webhooks.subscription import Subscription
 
 log = structlog.get_logger("fleet.webhooks")
 
-MAX_RECONNECT_DELAY = 30.0
-
 
 class QueueMissing(WebhookError):
-    """A subscription's queue has not been provisioned (`fleet topology apply`)."""
+    """A subscription's queue or failure exchange has not been provisioned (`fleet topology
+    apply`)."""
 
 
 async def run_dispatchers(
@@ -47,16 +49,17 @@ async def run_dispatchers(
     shutdown: Shutdown,
     drain_timeout: float = 30.0,
     ready: asyncio.Event | None = None,
-) -> list[Dispatcher]:
+) -> list[WebhookLog]:
     """Deliver every subscription until `shutdown` is requested.
 
     Returns:
-        The last connection's dispatchers, with their counters.
+        Each subscription's log of the last connection, with its counters.
 
     Raises:
         QueueMissing: the topology was not applied to this broker.
+        BrokerRefused: the broker refused the login or the TLS handshake.
     """
-    dispatchers: list[Dispatcher] = []
+    dispatchers: list[WebhookLog] = []
     await records.start()
     try:
         async with contextlib.AsyncExitStack() as stack:
@@ -69,29 +72,24 @@ async def run_dispatchers(
                 )
                 for s in subscriptions
             }
-            failures = 0
-            while not shutdown.requested.is_set():
-                try:
-                    connection = await connect(url, name="fleet webhooks")
-                except BrokerUnreachable as exc:
-                    failures += 1
-                    delay = random.uniform(0.1, min(MAX_RECONNECT_DELAY, 0.5 * 2 ** (failures - 1)))
-                    log.warning("broker.unreachable", error=str(exc), retry_in=round(delay, 2))
-                    await wait_any(shutdown.requested, seconds=delay)
-                    continue
-                failures = 0
-                try:
-                    lost, dispatchers = await _consume(
-                        connection, subscriptions, clients, records, shutdown, drain_timeout, ready
-                    )
-                except CONNECTION_ERRORS as exc:
-                    lost = True
-                    log.warning("broker.connection_lost", error=str(exc))
-                finally:
-                    if not connection.is_closed:
-                        await connection.close()
-                if lost:
-                    await wait_any(shutdown.requested, seconds=random.uniform(0.1, 0.5))
+
+            async def session(connection: AbstractConnection, connected: Connected) -> bool:
+                nonlocal dispatchers
+                lost, dispatchers = await _consume(
+                    connection,
+                    subscriptions,
+                    clients,
+                    records,
+                    shutdown,
+                    drain_timeout,
+                    connected,
+                    ready,
+                )
+                return lost
+
+            await keep_connected(
+                NodeRing(url), session, name="fleet webhooks", stop=shutdown.requested
+            )
     finally:
         await records.close()
     return dispatchers
@@ -104,24 +102,28 @@ async def _consume(
     records: Records,
     shutdown: Shutdown,
     drain_timeout: float,
+    connected: Connected,
     ready: asyncio.Event | None,
-) -> tuple[bool, list[Dispatcher]]:
-    """Consume on one connection; (lost, dispatchers): lost is False on a requested stop."""
+) -> tuple[bool, list[WebhookLog]]:
+    """Consume on one connection; (lost, logs): lost is False on a requested stop."""
     lost = asyncio.Event()
     connection.close_callbacks.add(lambda *_: lost.set())
     await _check_queues(connection, subscriptions)
-    dispatchers: list[Dispatcher] = []
-    consumers: list[tuple[Dispatcher, aiormq.abc.AbstractChannel, str]] = []
+    dispatchers: list[WebhookLog] = []
+    consumers: list[tuple[Consumer, aiormq.abc.AbstractChannel, str]] = []
     for subscription in subscriptions:
         channels = await open_channels(connection, prefetch=subscription.prefetch)
         for wrapper in channels.wrappers:
             wrapper.close_callbacks.add(lambda *_: lost.set())
-        dispatcher = Dispatcher(
-            subscription,
+        webhook_log = WebhookLog(subscription.name)
+        consumer = Consumer(
+            stage=WebhookStage(subscription, client=clients[subscription.name], records=records),
+            queue=subscription.queue,
             channel=channels.consume,
             publisher=Publisher(channels.publish, app_id="fleet.webhooks"),
-            client=clients[subscription.name],
-            records=records,
+            observers=Observers([webhook_log]),
+            concurrency=subscription.concurrency,
+            ack_batch=min(64, max(1, subscription.prefetch // 4)),
         )
         log.info(
             "webhooks.consuming",
@@ -131,9 +133,10 @@ async def _consume(
             attempts=subscription.attempts,
             secrets=len(subscription.secrets),
         )
-        ok = await channels.consume.basic_consume(subscription.queue, dispatcher.on_message)
-        dispatchers.append(dispatcher)
-        consumers.append((dispatcher, channels.consume, ok.consumer_tag or ""))
+        ok = await channels.consume.basic_consume(subscription.queue, consumer.on_message)
+        dispatchers.append(webhook_log)
+        consumers.append((consumer, channels.consume, ok.consumer_tag or ""))
+    connected.began()
     if ready is not None:
         ready.set()
     await wait_any(shutdown.requested, lost)
@@ -163,4 +166,11 @@ async def _check_queues(
     if missing is not None:
         raise QueueMissing(
             f"queue {missing!r} does not exist on this broker: run `fleet topology apply` first"
+        )
+    exchange = await first_missing_exchange(
+        connection, [failure_exchange(s.queue) for s in subscriptions]
+    )
+    if exchange is not None:
+        raise QueueMissing(
+            f"exchange {exchange!r} does not exist on this broker: run `fleet topology apply` first"
         )

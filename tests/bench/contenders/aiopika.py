@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 import aio_pika
 import msgspec
 from aio_pika.abc import AbstractExchange, AbstractIncomingMessage
+from fulfilment.contracts.orders import OrderPlaced
 
-from contracts.fulfilment.orders import OrderPlaced
 from tests.bench.child import Signals, run_loop
 from tests.bench.payload import JSON, ORDER, SENT_NS, reserve
 from tests.bench.probe import Probe, now

@@ -8,8 +8,9 @@ before the worker starts.
 
 from __future__ import annotations
 
-from contracts.fulfilment.inventory import StockReserved
-from contracts.fulfilment.orders import OrderPlaced
+from fulfilment.contracts.inventory import StockReserved
+from fulfilment.contracts.orders import OrderPlaced
+
 from tests.bench.payload import SENT_NS, reserve
 from tests.bench.probe import Probe
 from workers import Context, Worker
@@ -41,4 +42,4 @@ async def reserve_stock(event: OrderPlaced, ctx: Context) -> StockReserved:
 
 @latency.handles(OrderPlaced)
 async def note_arrival(event: OrderPlaced, ctx: Context) -> None:
-    PROBE.sent_at(ctx.headers[SENT_NS])
+    PROBE.sent_at(int(ctx.headers[SENT_NS]))  # the outbox's headers are text

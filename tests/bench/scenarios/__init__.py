@@ -12,7 +12,17 @@ from collections.abc import Awaitable, Callable
 
 from tests.bench.bench import Bench
 from tests.bench.results import Series
-from tests.bench.scenarios import drain, inbox, latency, observe, publish, saga, scale
+from tests.bench.scenarios import (
+    console,
+    drain,
+    inbox,
+    latency,
+    observe,
+    outbox,
+    publish,
+    saga,
+    scale,
+)
 
 Scenario = Callable[[Bench], Awaitable[list[Series]]]
 
@@ -23,6 +33,8 @@ SCENARIOS: dict[str, Scenario] = {
     "publish": publish.run,
     "inbox": inbox.run,
     "observe": observe.run,
+    "outbox": outbox.run,
+    "console": console.run,
     "scale": scale.run,
 }
 #: Run only when named in --only: scale starts real worker processes, and a

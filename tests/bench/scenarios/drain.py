@@ -17,6 +17,7 @@ from tests.bench.lineup import (
     BASELINE,
     FASTSTREAM,
     FLEET,
+    FLEET_PUBLIC_API,
     Entrant,
     running,
 )
@@ -26,7 +27,7 @@ from tests.bench.scenarios.throughput import drain_rounds
 
 NAME = "drain"
 RSS = "rss under load"
-ENTRANTS = (FLEET, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
+ENTRANTS = (FLEET, FLEET_PUBLIC_API, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
 
 
 async def run(bench: Bench) -> list[Series]:

@@ -16,6 +16,7 @@ from tests.bench.lineup import (
     BASELINE,
     FASTSTREAM,
     FLEET,
+    FLEET_PUBLIC_API,
     Entrant,
     running,
 )
@@ -25,7 +26,7 @@ from tests.bench.results import Series
 from tests.bench.scenarios.throughput import drain_rounds
 
 NAME = "saga step"
-ENTRANTS = (FLEET, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
+ENTRANTS = (FLEET, FLEET_PUBLIC_API, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
 
 
 async def run(bench: Bench) -> list[Series]:
