@@ -19,6 +19,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import asyncpg
 import fulfilment.contracts  # noqa: F401  (the webhook subscription binds their routing keys)
@@ -209,23 +210,44 @@ class Fleet:
         """Until the timeline has not grown for `still` seconds and the work queues are empty
         (`seconds` at most: the callers' checks then say what is still moving).
 
-        `still` must outlast the slowest injected answer: a handler waiting on a
-        slow HTTP call adds nothing to the timeline while its delivery is unacked.
+        Deliveries held unacknowledged (a handler waiting on a slow HTTP call adds
+        nothing to the timeline) count as moving, as the management API reports
+        them: `still` must outlast its 5 s statistics interval.
         """
-        names = [*WORKERS, *queues]
+        # The retry tiers too: a delivery waiting out its delay is work still to come.
+        names = [*WORKERS, *queues, *self.retry_queues()]
         last, still_since = -1, time.monotonic()
 
         async def quiet() -> bool:
             nonlocal last, still_since
             rows = await self.query(lambda db: db.fetchval("SELECT count(*) FROM fleet_events"))
             depths = [await queue_depth(self.broker.amqp_url, q) for q in names]
-            if rows != last or any(depths):
+            if rows != last or any(depths) or self.unacknowledged():
                 last, still_since = rows, time.monotonic()
                 return False
             return time.monotonic() - still_since > still
 
         with contextlib.suppress(AssertionError):
             await eventually(quiet, what=f"{still}s of quiet", timeout=seconds, interval=0.25)
+
+    def _queues(self) -> list[dict[str, Any]]:
+        """The management API's view of the vhost's queues (its counts lag by up to 5 s)."""
+        with self.broker.api() as api:
+            response = api.get(
+                f"/api/queues/{quote(self.broker.vhost, safe='')}",
+                params={"columns": "name,messages_unacknowledged"},
+            )
+            response.raise_for_status()
+            queues: list[dict[str, Any]] = response.json()
+            return queues
+
+    def retry_queues(self) -> list[str]:
+        """The vhost's retry-tier queues (`<queue>.retry.<delay>`)."""
+        return [q["name"] for q in self._queues() if ".retry." in q["name"]]
+
+    def unacknowledged(self) -> int:
+        """Deliveries handlers hold (a slow or hanging HTTP call adds no timeline row)."""
+        return sum(int(q.get("messages_unacknowledged") or 0) for q in self._queues())
 
     async def problems(self) -> list[str]:
         """Every invariant that does not hold, books and gateway together."""

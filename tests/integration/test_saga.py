@@ -214,7 +214,7 @@ class TestDeadlines:
                     correlation_id=oid,
                 )
         publisher.close()
-        await setup.wait_quiet(20, queues=("order-deadlines",))
+        await setup.wait_quiet(30, queues=("order-deadlines",), still=6)
         after = setup.standins.snapshot()
         summary = await setup.query(audit.summarize, [o.order_id for o in orders])
         setup.report("deadline", summary, late_events=3 * len(hanging + late))
