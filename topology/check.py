@@ -15,6 +15,7 @@ import msgspec
 
 from contracts import Registry, UnknownEventType
 from contracts.evolution import Evolution, default_evolution
+from topology.breaker import breaker_problems
 from topology.destinations import allowed, host_of, literal_internal
 from topology.durability import durability_problems
 from topology.duration import Duration
@@ -173,6 +174,7 @@ def check_references(topology: Topology, rabbitmq: Version | None = None) -> lis
                     f"unknown exchange {worker.faults!r}{_known(exchanges)}",
                 )
             )
+        problems += breaker_problems(name, worker.breaker)
         if worker.concurrency > worker.prefetch:
             problems.append(
                 Problem(

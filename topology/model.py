@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from topology.breaker import CircuitBreaker
 from topology.duration import Duration
 from topology.rate import Rate
 from topology.size import ByteSize
@@ -176,6 +177,9 @@ class WorkerSpec(_Spec, frozen=True):
     # Limits of single handlers, by the wire name of the contract they take
     # (`PaymentRequested: {rate: 10/s}`), on top of the worker's `rate`.
     handler_rates: dict[str, RateLimit] = {}
+    # Stop consuming while a downstream is down: after `failures` transient
+    # failures in a row, for `cool_down`, then probe with one message; None: no breaker.
+    breaker: CircuitBreaker | None = None
 
 
 #: The ingress's default body limit: 1 MiB.

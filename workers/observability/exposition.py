@@ -23,6 +23,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from workers.observability.metrics import WorkerMetrics
+from workers.runtime.circuit import STATE_VALUES
 
 log = structlog.get_logger("fleet.metrics")
 
@@ -90,8 +91,21 @@ class FleetCollector(Collector):
             "Queue depth polls that failed (the queue figures are then stale).",
             labels=["worker", "queue"],
         )
+        breaker_state = GaugeMetricFamily(
+            "fleet_breaker_state",
+            "The circuit breaker: 0 closed (consuming), 1 half-open (probing), 2 open.",
+            labels=["worker", "queue"],
+        )
+        breaker_opened = CounterMetricFamily(
+            "fleet_breaker_opened",
+            "Times the circuit breaker opened (stopped consuming).",
+            labels=["worker", "queue"],
+        )
         for metrics in list(self.workers):
             w, q = metrics.worker, metrics.queue
+            if metrics.breaker is not None:
+                breaker_state.add_metric([w, q], STATE_VALUES[metrics.breaker.state])
+                breaker_opened.add_metric([w, q], metrics.breaker.opened)
             for name, stats in list(metrics.types.items()):
                 labels = [w, q, name]
                 received.add_metric(labels, stats.received)
@@ -126,6 +140,7 @@ class FleetCollector(Collector):
         yield from (received, processed, failed, duplicates, throttled, throttled_seconds)
         yield from (retried, dead)
         yield from (handler, latency, confirm, in_flight, ready, unacked, consumers, polls_failed)
+        yield from (breaker_state, breaker_opened)
 
 
 def _counter(name: str, documentation: str) -> CounterMetricFamily:

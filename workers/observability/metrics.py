@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from workers.runtime import headers as h
+from workers.runtime.circuit import Circuit
 from workers.runtime.delivery import Delivery
 from workers.runtime.hooks import DeliveryObserver
 from workers.runtime.retry import Park, Redeliver
@@ -118,6 +119,8 @@ class WorkerMetrics:
         self.lag_polls_failed = 0
         #: Deliveries received and not yet settled, read at scrape time.
         self.in_flight: Callable[[], int] = lambda: 0
+        #: The circuit breaker's state (`breaker` in the topology); None without one.
+        self.breaker: Circuit | None = None
 
     def stats(self, type_name: str | None) -> TypeStats:
         """The stats of an event type, `unknown` for one no handler takes."""

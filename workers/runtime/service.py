@@ -18,6 +18,7 @@ from workers.errors import DatabaseRequired, WorkerError
 from workers.loader import load_exception_classes, load_worker
 from workers.observability import context as trace_context
 from workers.observability.metrics import MetricsObserver
+from workers.runtime.breaker import Breaker, circuit_of
 from workers.runtime.connection import (
     CONNECTION_ERRORS,
     first_missing_exchange,
@@ -239,6 +240,11 @@ async def _consume(
         watching.append(MetricsObserver(metrics))
     if tracing is not None:
         watching.append(tracing.observer(worker=settings.name, queue=spec.queue))
+    breaker = None
+    if spec.breaker is not None:  # made per connection, closed again after a reconnect
+        circuit = circuit_of(spec.breaker)
+        breaker = Breaker(circuit, worker=settings.name, queue=spec.queue, channel=channels.consume)
+        watching.append(breaker)
     observers = Observers(watching)
     # Made per connection: after a reconnect the buckets start full again.
     limits = Limits.of(spec)
@@ -271,6 +277,7 @@ async def _consume(
     )
     if metrics is not None:
         metrics.in_flight = lambda: consumer.in_flight
+        metrics.breaker = breaker.circuit if breaker is not None else None
     # Logged before the consume starts: the first deliveries may be handled
     # before basic_consume's reply is, and a line after them would mislead.
     log.info(
@@ -285,18 +292,26 @@ async def _consume(
     # lives as long as the process: out of the collector's way, a full
     # collection walks only what the deliveries allocate (a shorter pause).
     gc.freeze()
-    consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
-    consumer_tag = consume_ok.consumer_tag or ""
+    if breaker is None:
+        consume_ok = await channels.consume.basic_consume(spec.queue, consumer.on_message)
+        consumer_tag = consume_ok.consumer_tag or ""
+    else:
+        consumer_tag = await breaker.start(consumer.on_message)
     connected.began()
     if ready is not None:
         ready.set()
     await wait_any(shutdown.requested, lost)
     if lost.is_set() and not shutdown.requested.is_set():
+        if breaker is not None:
+            breaker.abandon()
         log.warning("broker.connection_lost", worker=settings.name, in_flight=consumer.in_flight)
         return True
     log.info("worker.draining", worker=settings.name, in_flight=consumer.in_flight)
     try:
-        await channels.consume.basic_cancel(consumer_tag)
+        if breaker is None:
+            await channels.consume.basic_cancel(consumer_tag)
+        else:
+            await breaker.stop()
     except CONNECTION_ERRORS:
         return True
     drain = asyncio.ensure_future(consumer.drain(settings.drain_timeout))
