@@ -124,6 +124,30 @@ class TopicPermissionInfo(msgspec.Struct, frozen=True, kw_only=True):
     read: str = ""
 
 
+class ConsumerInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A consumer: the queue it consumes and the connection (by its API name) it is on."""
+
+    queue: str
+    connection: str
+
+
+class ConnectionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A client connection: its API name and the name its client gave it."""
+
+    name: str
+    client_name: str = ""
+
+
+class _RawConsumer(msgspec.Struct, kw_only=True):
+    queue: dict[str, Any] = {}
+    channel_details: dict[str, Any] = {}
+
+
+class _RawConnection(msgspec.Struct, kw_only=True):
+    name: str = ""
+    client_properties: dict[str, Any] = {}
+
+
 class _RawMessage(msgspec.Struct, kw_only=True):
     payload: str
     payload_encoding: str = "string"
@@ -228,6 +252,28 @@ class Management:
     def bindings(self) -> list[BindingInfo]:
         """Every binding of the vhost, those of the default exchange included."""
         return msgspec.json.decode(self._list("bindings"), type=list[BindingInfo])
+
+    def consumers(self) -> list[ConsumerInfo]:
+        """Every consumer of the vhost's queues."""
+        raw = msgspec.json.decode(self._list("consumers"), type=list[_RawConsumer])
+        return [
+            ConsumerInfo(
+                queue=str(c.queue.get("name", "")),
+                connection=str(c.channel_details.get("connection_name", "")),
+            )
+            for c in raw
+        ]
+
+    def connections(self) -> list[ConnectionInfo]:
+        """The vhost's client connections (a user tagged only `management` sees its own)."""
+        body = self._vhost_get(f"/api/vhosts/{self._vhost}/connections")
+        raw = msgspec.json.decode(body, type=list[_RawConnection])
+        return [
+            ConnectionInfo(
+                name=c.name, client_name=str(c.client_properties.get("connection_name", ""))
+            )
+            for c in raw
+        ]
 
     def users(self) -> list[UserInfo]:
         """Every user of the broker (needs the `administrator` tag)."""

@@ -34,6 +34,23 @@ class Depth:
 
 
 @dataclass(frozen=True)
+class BreakerStatus:
+    """A worker with a circuit breaker: its running processes (its connections) and
+    how many of them do not consume its queue: open (or probing, by basic.get)."""
+
+    worker: str
+    processes: int
+    open: int
+
+    def __str__(self) -> str:
+        if self.processes == 0:
+            return "no process"
+        if self.open == 0:
+            return "closed"
+        return "open" if self.processes == 1 else f"open {self.open}/{self.processes}"
+
+
+@dataclass(frozen=True)
 class QueueStatus:
     """A managed queue with its retry tiers (label → depth) and dead-letter queue."""
 
@@ -41,6 +58,8 @@ class QueueStatus:
     kind: str  # work | delay | stream
     retries: list[tuple[str, Depth]] = field(default_factory=list)
     dead: Depth | None = None
+    #: The breakers of the workers consuming it (those that declare one).
+    breakers: list[BreakerStatus] = field(default_factory=list)
 
     @property
     def dead_letters(self) -> int:
@@ -103,6 +122,7 @@ async def snapshot(
 ) -> Snapshot:
     """Read every managed queue's figures now."""
     listed = {q.name: q for q in await asyncio.to_thread(management.queues)}
+    breakers = await _breakers(topology, management)
     channel = await (await connection.channel()).get_underlay_channel()
     rows = []
     for managed in managed_queues(topology):
@@ -116,8 +136,25 @@ async def snapshot(
         if managed.dead is not None:
             dead = managed.dead
             dead_depth, channel = await _depth(dead, listed.get(dead), channel, connection)
-        rows.append(QueueStatus(depth, managed.kind, retries, dead_depth))
+        rows.append(QueueStatus(depth, managed.kind, retries, dead_depth, breakers.get(name, [])))
     return Snapshot(rows)
+
+
+async def _breakers(topology: Topology, management: Management) -> dict[str, list[BreakerStatus]]:
+    """Per queue, the breakers of its workers, read from the broker: a worker process
+    (a connection named `fleet worker NAME (host:pid)`) whose breaker is open has
+    cancelled its consumer. Empty when no worker declares a breaker."""
+    guarded = {name: w.queue for name, w in topology.workers.items() if w.breaker is not None}
+    if not guarded:
+        return {}
+    connections = await asyncio.to_thread(management.connections)
+    consuming = {(c.queue, c.connection) for c in await asyncio.to_thread(management.consumers)}
+    found: dict[str, list[BreakerStatus]] = {}
+    for name, queue in guarded.items():
+        mine = [c.name for c in connections if c.client_name.startswith(f"fleet worker {name} (")]
+        closed = sum((queue, connection) in consuming for connection in mine)
+        found.setdefault(queue, []).append(BreakerStatus(name, len(mine), len(mine) - closed))
+    return found
 
 
 async def _depth(

@@ -127,9 +127,12 @@ def show(shot: Snapshot) -> None:
 def render(shot: Snapshot) -> list[tuple[str, str | None]]:
     """The table's lines with their colours: red for a row with dead letters,
     yellow for one whose queues are missing."""
-    rows = [HEADER, *(_cells(row) for row in shot.rows)]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
-    lines: list[tuple[str, str | None]] = [(_join(HEADER, widths), None)]
+    # The BREAKER column only where a worker declares a circuit breaker.
+    guarded = any(row.breakers for row in shot.rows)
+    header = (*HEADER, "BREAKER") if guarded else HEADER
+    rows = [header, *(_cells(row, guarded) for row in shot.rows)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines: list[tuple[str, str | None]] = [(_join(header, widths), None)]
     for status_row, cells in zip(shot.rows, rows[1:], strict=True):
         colour = "red" if status_row.dead_letters else "yellow" if status_row.missing else None
         lines.append((_join(cells, widths), colour))
@@ -154,7 +157,7 @@ def render(shot: Snapshot) -> list[tuple[str, str | None]]:
     return lines
 
 
-def _cells(row: QueueStatus) -> tuple[str, ...]:
+def _cells(row: QueueStatus, guarded: bool = False) -> tuple[str, ...]:
     q = row.queue
     if q.missing:
         counts = ("-", "-", "-", "-", "-")
@@ -168,7 +171,12 @@ def _cells(row: QueueStatus) -> tuple[str, ...]:
         )
     retries = " ".join(f"{label}:{_count(d)}" for label, d in row.retries) or "-"
     dead = "-" if row.dead is None else _count(row.dead)
-    return (q.name, row.kind, *counts, retries, dead)
+    if not guarded:
+        return (q.name, row.kind, *counts, retries, dead)
+    breaker = ", ".join(
+        str(b) if len(row.breakers) == 1 else f"{b.worker}:{b}" for b in row.breakers
+    )
+    return (q.name, row.kind, *counts, retries, dead, breaker or "-")
 
 
 def _count(depth: Depth) -> str:
@@ -183,5 +191,5 @@ def _join(cells: tuple[str, ...], widths: list[int]) -> str:
     # Names and words left, numbers right.
     out = []
     for i, (cell, width) in enumerate(zip(cells, widths, strict=True)):
-        out.append(cell.ljust(width) if i in (0, 1, 7) else cell.rjust(width))
+        out.append(cell.ljust(width) if i in (0, 1, 7, 9) else cell.rjust(width))
     return "  ".join(out).rstrip()
