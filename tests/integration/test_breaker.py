@@ -11,8 +11,9 @@ import asyncio
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
+from urllib.parse import quote
 
 import aio_pika
 import httpx
@@ -24,6 +25,7 @@ from tests.integration.conftest import ROOT, PikaPublisher
 from tests.integration.test_cli_status import status
 from topology import loads
 from topology.apply import apply
+from topology.management import Management
 from workers.testing import WorkerProcess, eventually, queue_depth
 
 #: How long the downstream is down, from the first message on.
@@ -227,3 +229,142 @@ class TestBreaker:
         [closed] = guarded.events("worker.breaker.closed")
         assert closed["reason"] == "the probe succeeded"
         assert not plain.events("worker.breaker.opened")
+
+
+LONE = """
+exchanges:
+  charges: {{}}
+  guarded-out: {{}}
+queues:
+  guarded:
+    type: {queue_type}
+    bind: [{{exchange: charges, routing_key: charge.requested}}]
+    retry: {{attempts: 1, delays: [1s]}}
+  guarded-done: {{type: classic, bind: [{{exchange: guarded-out}}]}}
+workers:
+  guarded:
+    module: tests.fixtures.breaker_workers
+    queue: guarded
+    publish_to: guarded-out
+    prefetch: 2
+    concurrency: 1
+    breaker: {breaker}
+"""
+
+
+async def lone_worker(
+    broker: Broker, tmp_path: Path, base: str, *, queue_type: str, breaker: str
+) -> WorkerProcess:
+    """The guarded worker alone, its topology applied; not started."""
+    text = LONE.format(queue_type=queue_type, breaker=breaker)
+    await apply(loads(text), broker.amqp_url, management_url=broker.management_url)
+    path = tmp_path / "fleet.yaml"
+    path.write_text(text)
+    return WorkerProcess(
+        "guarded",
+        topology_file=path,
+        url=broker.amqp_url,
+        pythonpath=[ROOT],
+        env={"BREAKER_DOWNSTREAM": base},
+    )
+
+
+def charges(broker: Broker, n: int) -> None:
+    publisher = PikaPublisher(broker.amqp_url)
+    try:
+        for i in range(n):
+            publisher.publish(
+                "charges", "charge.requested", {"n": i}, type="Charge", message_id=f"c-{i}"
+            )
+    finally:
+        publisher.close()
+
+
+async def accounted(url: str) -> int:
+    """Messages in the guarded worker's queues: waiting, retrying, done or parked."""
+    names = ("guarded", "guarded.retry.1s", "guarded-done", "guarded.dead")
+    return sum([await queue_depth(url, name) for name in names])
+
+
+class TestBreakerFailurePaths:
+    async def test_an_error_rate_opens_it_on_a_quorum_queue_and_a_stop_while_open_loses_nothing(
+        self, broker: Broker, tmp_path: Path, downstream: tuple[Downstream, str]
+    ) -> None:
+        """The error-rate form opens it; SIGTERM while it is open drains and exits 0, and
+        every message is still in the queue, its retry tier or already parked."""
+        # Given a worker whose breaker opens at half of at least 4 calls failing
+        state, base = downstream
+        process = await lone_worker(
+            broker,
+            tmp_path,
+            base,
+            queue_type="quorum",
+            breaker="{error_rate: 0.5, window: 30s, min_calls: 4, cool_down: 60s}",
+        )
+        with process:
+            # When 50 charges arrive while the downstream is down
+            charges(broker, 50)
+            await eventually(
+                lambda: bool(process.events("worker.breaker.opened")), what="the breaker open"
+            )
+
+            async def no_consumer() -> bool:
+                return await consumers(broker.amqp_url, "guarded") == 0
+
+            await eventually(no_consumer, what="no consumer on guarded")
+            # And the worker is stopped while it is open
+            code = await asyncio.to_thread(process.stop)
+        # Then it drained and exited cleanly
+        assert code == 0, process.output[-10:]
+        [stopped] = process.events("worker.stopped")
+        assert stopped["drained"] is True
+        [opened] = process.events("worker.breaker.opened")
+        assert opened["reason"] == "4 of 4 calls failed in 30s"
+        # And nothing is lost: all 50 are waiting, retrying or parked, none processed
+        await eventually(lambda: _equals(accounted(broker.amqp_url), 50), what="50 accounted for")
+        assert await queue_depth(broker.amqp_url, "guarded-done") == 0
+        assert stopped["retried"] <= 6  # the 4 that opened it, and the prefetched 2 at most
+        assert state.failed["guarded"] == stopped["retried"] + stopped["dead_lettered"]
+
+    async def test_after_a_reconnect_it_starts_closed_and_consumes_at_once(
+        self, broker: Broker, tmp_path: Path, downstream: tuple[Downstream, str]
+    ) -> None:
+        """A breaker is made per connection: a lost connection ends an open one's wait."""
+        # Given a worker whose breaker opened with a long cool-down
+        state, base = downstream
+        process = await lone_worker(
+            broker, tmp_path, base, queue_type="classic", breaker="{failures: 3, cool_down: 5m}"
+        )
+        with process:
+            charges(broker, 30)
+            await eventually(
+                lambda: bool(process.events("worker.breaker.opened")), what="the breaker open"
+            )
+            # When the downstream is back and the broker closes the worker's connection
+            state.up_at = time.monotonic()
+            management = Management.for_broker(broker.amqp_url, broker.management_url)
+            with management:
+                [connection] = [
+                    c
+                    for c in await asyncio.to_thread(management.connections)
+                    if c.client_name.startswith("fleet worker guarded (")
+                ]
+                async with httpx.AsyncClient(auth=("guest", "guest")) as client:
+                    answer = await client.delete(
+                        f"{broker.management_url.replace('guest:guest@', '')}/api/connections/"
+                        f"{quote(connection.name, safe='')}"
+                    )
+                    assert answer.status_code == 204, answer.text
+            # Then it reconnects consuming, and handles all 30 long before the cool-down
+            await eventually(
+                lambda: _equals(queue_depth(broker.amqp_url, "guarded-done"), 30),
+                timeout=30,
+                what="30 processed",
+            )
+        assert len(process.events("worker.consuming")) == 2
+        assert await queue_depth(broker.amqp_url, "guarded.dead") == 0
+        assert not process.events("worker.breaker.closed")  # no probe: a new, closed breaker
+
+
+async def _equals(count: Awaitable[int], expected: int) -> bool:
+    return await count == expected

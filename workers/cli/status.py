@@ -56,6 +56,9 @@ def status(
     (outbox.database_env, FLEET_DATABASE_URL by default), it also shows the
     outbox's unsent rows, the oldest one's age, its active relay and parked rows.
 
+    Where a worker declares a circuit `breaker`, a BREAKER column says, per queue,
+    closed, or open for the worker processes that stopped consuming it.
+
     Exits 1 when any dead-letter queue holds messages (or a managed queue is
     missing from the broker, or outbox rows are parked), 0 otherwise, so it
     serves as a health check.
