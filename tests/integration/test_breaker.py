@@ -25,7 +25,7 @@ from tests.integration.conftest import ROOT, PikaPublisher
 from tests.integration.test_cli_status import status
 from topology import loads
 from topology.apply import apply
-from topology.management import Management
+from topology.management import ConnectionInfo, Management
 from workers.testing import WorkerProcess, eventually, queue_depth
 
 #: How long the downstream is down, from the first message on.
@@ -344,11 +344,19 @@ class TestBreakerFailurePaths:
             state.up_at = time.monotonic()
             management = Management.for_broker(broker.amqp_url, broker.management_url)
             with management:
-                [connection] = [
-                    c
-                    for c in await asyncio.to_thread(management.connections)
-                    if c.client_name.startswith("fleet worker guarded (")
-                ]
+                # The management API lists a connection once its first statistics are in.
+                mine: list[ConnectionInfo] = []
+
+                async def listed() -> bool:
+                    mine[:] = [
+                        c
+                        for c in await asyncio.to_thread(management.connections)
+                        if c.client_name.startswith("fleet worker guarded (")
+                    ]
+                    return bool(mine)
+
+                await eventually(listed, timeout=15, what="the worker's connection listed")
+                [connection] = mine
                 async with httpx.AsyncClient(auth=("guest", "guest")) as client:
                     answer = await client.delete(
                         f"{broker.management_url.replace('guest:guest@', '')}/api/connections/"
