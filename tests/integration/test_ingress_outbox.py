@@ -97,8 +97,10 @@ async def rows(database: str) -> list[asyncpg.Record]:
     connection = await asyncpg.connect(database)
     try:
         return await connection.fetch(
-            "SELECT message_id, correlation_id, exchange, routing_key, type, app_id, sent_at "
-            "FROM fleet_outbox ORDER BY id"
+            "SELECT id, message_id, correlation_id, exchange, routing_key, type, app_id, "
+            "NULL::timestamptz AS sent_at FROM fleet_outbox UNION ALL "
+            "SELECT id, message_id, correlation_id, exchange, routing_key, type, app_id, sent_at "
+            "FROM fleet_outbox_sent ORDER BY id"
         )
     finally:
         await connection.close()

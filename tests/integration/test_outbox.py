@@ -153,7 +153,8 @@ class TestProducer:
         assert message.headers[h.CAUSATION_ID] == "request-7"
         assert message.headers[h.TIMESTAMP_MS] > 0
         assert message.headers["traceparent"].startswith("00-0af7")
-        row = await db.fetchrow("SELECT * FROM fleet_outbox WHERE message_id = 'm-7'")
+        assert await db.fetchval("SELECT count(*) FROM fleet_outbox") == 0  # sent rows move
+        row = await db.fetchrow("SELECT * FROM fleet_outbox_sent WHERE message_id = 'm-7'")
         assert row["key"] == "order-7"  # the key defaults to the saga
         assert row["exchange"] == exchange
         assert row["sent_at"] is not None
@@ -410,7 +411,14 @@ class TestRelay:
             await commit(db, Tick(key="k", seq=2))  # wakes it up to prune
 
             async def pruned() -> bool:
-                return await db.fetchval("SELECT count(*) FROM fleet_outbox") == 0
+                return (
+                    relay.stats.published == 2
+                    and await db.fetchval(
+                        "SELECT (SELECT count(*) FROM fleet_outbox)"
+                        " + (SELECT count(*) FROM fleet_outbox_sent)"
+                    )
+                    == 0
+                )
 
             await eventually(pruned, what="the sent rows pruned")
 

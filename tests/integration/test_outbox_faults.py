@@ -159,9 +159,7 @@ class OutboxFleet:
             await connection.close()
 
     async def unsent(self) -> int:
-        rows = await self.query(
-            "SELECT count(*) AS n FROM fleet_outbox WHERE sent_at IS NULL AND parked_at IS NULL"
-        )
+        rows = await self.query("SELECT count(*) AS n FROM fleet_outbox WHERE parked_at IS NULL")
         return int(rows[0]["n"])
 
     async def booked(self) -> int:
@@ -197,7 +195,7 @@ class OutboxFleet:
         )
         gaps = sum(1 for seqs in by_key.values() if seqs and seqs[0] != 1)
         outbox_rows = await self.query(
-            "SELECT count(*) FILTER (WHERE sent_at IS NULL AND parked_at IS NULL) AS unsent,"
+            "SELECT count(*) FILTER (WHERE parked_at IS NULL) AS unsent,"
             " count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked FROM fleet_outbox"
         )
         return Reconciled(

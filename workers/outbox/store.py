@@ -19,33 +19,44 @@ _UNSENT = """
 SELECT id, key, exchange, routing_key, message_id, correlation_id, causation_id,
        type, version, headers, body, app_id, created_at
 FROM fleet_outbox
-WHERE sent_at IS NULL AND parked_at IS NULL AND id <> ALL($2::bigint[])
+WHERE parked_at IS NULL AND id <> ALL($2::bigint[])
 ORDER BY id
 LIMIT $1
 """
-_MARK_SENT = "UPDATE fleet_outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+# Sent rows leave fleet_outbox for fleet_outbox_sent (schema.py says why), in one statement.
+_MARK_SENT = """
+WITH sent AS (
+    DELETE FROM fleet_outbox WHERE id = ANY($1::bigint[])
+    RETURNING id, key, exchange, routing_key, message_id, correlation_id, type, version,
+              app_id, created_at
+)
+INSERT INTO fleet_outbox_sent (
+    id, key, exchange, routing_key, message_id, correlation_id, type, version, app_id, created_at
+)
+SELECT * FROM sent
+"""
 _PARK = "UPDATE fleet_outbox SET parked_at = now(), reason = $2 WHERE id = $1"
 # In chunks, so that pruning a large backlog never holds many row locks at once.
 _PRUNE = """
-DELETE FROM fleet_outbox WHERE id IN (
-    SELECT id FROM fleet_outbox WHERE sent_at < now() - $1::interval LIMIT $2
+DELETE FROM fleet_outbox_sent WHERE id IN (
+    SELECT id FROM fleet_outbox_sent WHERE sent_at < now() - $1::interval LIMIT $2
 )
 """
 _STATUS = """
-SELECT count(*) FILTER (WHERE sent_at IS NULL AND parked_at IS NULL) AS unsent,
+SELECT count(*) FILTER (WHERE parked_at IS NULL) AS unsent,
        count(*) FILTER (WHERE parked_at IS NOT NULL) AS parked,
-       count(*) FILTER (WHERE sent_at IS NOT NULL) AS sent,
-       extract(epoch FROM now() - min(created_at) FILTER (
-           WHERE sent_at IS NULL AND parked_at IS NULL)) AS oldest_seconds,
-       max(sent_at) AS last_sent
+       (SELECT count(*) FROM fleet_outbox_sent) AS sent,
+       extract(epoch FROM now() - min(created_at) FILTER (WHERE parked_at IS NULL))
+           AS oldest_seconds,
+       (SELECT max(sent_at) FROM fleet_outbox_sent) AS last_sent
 FROM fleet_outbox
 """
-# The oldest unsent row through the partial index: cheap enough to run every few seconds.
+# The oldest unsent row, through the primary key: cheap enough to run every few seconds.
 _OLDEST = """
 SELECT extract(epoch FROM now() - created_at) FROM fleet_outbox
-WHERE sent_at IS NULL AND parked_at IS NULL ORDER BY id LIMIT 1
+WHERE parked_at IS NULL ORDER BY id LIMIT 1
 """
-_DEPTH = "SELECT count(*) FROM fleet_outbox WHERE sent_at IS NULL AND parked_at IS NULL"
+_DEPTH = "SELECT count(*) FROM fleet_outbox WHERE parked_at IS NULL"
 _PARKED_COUNT = "SELECT count(*) FROM fleet_outbox WHERE parked_at IS NOT NULL"
 _PARKED = """
 SELECT id, key, exchange, routing_key, message_id, type, version, created_at, parked_at, reason

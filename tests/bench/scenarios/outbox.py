@@ -155,7 +155,9 @@ async def _install(database: str) -> None:
 async def _reset(database: str) -> None:
     connection = await asyncpg.connect(database)
     try:
-        await connection.execute("TRUNCATE fleet_outbox, bench_shop_orders, bench_shop_lines")
+        await connection.execute(
+            "TRUNCATE fleet_outbox, fleet_outbox_sent, bench_shop_orders, bench_shop_lines"
+        )
     finally:
         await connection.close()
 
