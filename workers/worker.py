@@ -15,6 +15,7 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any, Generic, TypeAlias, TypeVar, get_args, get_origin
 
 from contracts import Event
@@ -24,6 +25,7 @@ from workers.context import Context
 E = TypeVar("E", bound=Event)
 Emitted: TypeAlias = Event | Sequence[Event] | None
 Handler: TypeAlias = Callable[[E, Context], Awaitable[Emitted]]
+BatchHandler: TypeAlias = Callable[[list[E], Context], Awaitable[Emitted]]
 Hook: TypeAlias = Callable[["Resources"], Awaitable[None]]
 
 
@@ -43,15 +45,39 @@ class Resources:
         self.pool = pool
 
 
+class Batching(Generic[E]):
+    """How a batch handler's deliveries are gathered (`Worker.handles_batch`)."""
+
+    __slots__ = ("function", "max_size", "max_wait")
+
+    def __init__(self, function: BatchHandler[E], max_size: int, max_wait: float):
+        self.function = function
+        self.max_size = max_size
+        #: Seconds from a batch's first delivery until it runs unfilled.
+        self.max_wait = max_wait
+
+
 class HandlerSpec(Generic[E]):
-    """One registered handler: the event it takes, the function, what it may emit."""
+    """One registered handler: the event it takes, the function, what it may emit.
 
-    __slots__ = ("emits", "event_type", "function")
+    A batch handler's `function` calls it with a one-element list (its single-message
+    path: crash suspects, and the messages of a batch that failed); `batch` says how
+    its deliveries are gathered. `batch` is None for every other handler.
+    """
 
-    def __init__(self, event_type: type[E], function: Handler[E], emits: tuple[type[Event], ...]):
+    __slots__ = ("batch", "emits", "event_type", "function")
+
+    def __init__(
+        self,
+        event_type: type[E],
+        function: Handler[E],
+        emits: tuple[type[Event], ...],
+        batch: Batching[E] | None = None,
+    ):
         self.event_type = event_type
         self.function = function
         self.emits = emits
+        self.batch = batch
 
     def __repr__(self) -> str:
         return f"<handler {self.function.__qualname__} for {self.event_type.__wire_name__}>"
@@ -91,20 +117,73 @@ class Worker:
         """
 
         def register(function: Handler[E]) -> Handler[E]:
-            if event_type in self._handlers:
-                held = self._handlers[event_type].function.__qualname__
-                raise ValueError(
-                    f"worker {self.name!r} already handles {event_type.__wire_name__} with {held}"
-                )
             emitted = tuple(emits) if emits is not None else _emitted_types(function)
-            spec = HandlerSpec(event_type, function, emitted)
-            self._handlers[event_type] = spec
-            self._by_wire[(event_type.__wire_name__, event_type.__version__)] = spec
-            self._versions.setdefault(event_type.__wire_name__, {})[event_type.__version__] = spec
-            self._by_routing_key.setdefault(event_type.__routing_key__, spec)
+            self._register(HandlerSpec(event_type, function, emitted))
             return function
 
         return register
+
+    def handles_batch(
+        self,
+        event_type: type[E],
+        *,
+        max_size: int = 500,
+        max_wait: timedelta | float = timedelta(milliseconds=200),
+        emits: Sequence[type[Event]] | None = None,
+    ) -> Callable[[BatchHandler[E]], BatchHandler[E]]:
+        """Register the decorated coroutine function as the batch handler of `event_type`:
+        it receives a list of up to `max_size` events, gathered for at most `max_wait`
+        from the first (docs/concepts/flow-control.md, "Batch handlers").
+
+        Args:
+            event_type: the contract the handler takes.
+            max_size: events per call at most; the worker's prefetch must be at least this.
+            max_wait: how long a batch waits to fill once its first event arrived
+                (a timedelta, or seconds).
+            emits: the events it may return; read from the return annotation when omitted.
+
+        Raises:
+            ValueError: max_size below 1, max_wait not above zero, or the event type
+                already has a handler in this worker.
+        """
+        wait = max_wait.total_seconds() if isinstance(max_wait, timedelta) else float(max_wait)
+        where = f"worker {self.name!r} handles_batch({event_type.__name__})"
+        if isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1:
+            raise ValueError(
+                f"{where}: max_size must be a whole number of at least 1, got {max_size!r}"
+            )
+        if not wait > 0:
+            raise ValueError(f"{where}: max_wait must be above zero, got {max_wait!r}")
+
+        def register(function: BatchHandler[E]) -> BatchHandler[E]:
+            emitted = tuple(emits) if emits is not None else _emitted_types(function)
+
+            async def one(event: E, ctx: Context) -> Emitted:
+                return await function([event], ctx)
+
+            one.__qualname__ = function.__qualname__
+            batching = Batching(function, max_size, wait)
+            self._register(HandlerSpec(event_type, one, emitted, batching))
+            return function
+
+        return register
+
+    def _register(self, spec: HandlerSpec[Any]) -> None:
+        event_type = spec.event_type
+        if event_type in self._handlers:
+            held = self._handlers[event_type].function.__qualname__
+            raise ValueError(
+                f"worker {self.name!r} already handles {event_type.__wire_name__} with {held}"
+            )
+        self._handlers[event_type] = spec
+        self._by_wire[(event_type.__wire_name__, event_type.__version__)] = spec
+        self._versions.setdefault(event_type.__wire_name__, {})[event_type.__version__] = spec
+        self._by_routing_key.setdefault(event_type.__routing_key__, spec)
+
+    @property
+    def batches(self) -> list[HandlerSpec[Any]]:
+        """The handlers that take their events in batches."""
+        return [spec for spec in self._handlers.values() if spec.batch is not None]
 
     def on_startup(self, hook: Hook) -> Hook:
         """Register ``async def hook(resources)``, run once before consuming starts

@@ -55,6 +55,7 @@ from workers.cli.options import (
 )
 from workers.loader import import_contracts, load_workers
 from workers.project import register_contracts, unlisted_contracts
+from workers.runtime.batching import batch_problems
 from workers.worker import Worker
 
 #: `fleet topology plan`: the broker differs from the file; `apply` would change it.
@@ -169,6 +170,8 @@ def check(topology_file: str | None, rabbitmq: Version | None) -> None:
     # load() keeps only the errors; the warnings about the file itself belong here.
     problems += [p for p in check_references(topology, rabbitmq) if p.severity == "warning"]
     problems += check_wiring(topology, wiring)
+    for name, worker in workers.items():
+        problems += batch_problems(name, topology.workers[name], worker)
     registry = register_contracts(topology, workers)
     problems += unlisted_contracts(topology, workers, registry)
     if topology.webhooks:

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import contextlib
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
@@ -81,6 +81,26 @@ WITH kept AS (
 )
 {timeline.set_emitted("$4", "$5")}
 """
+# A batch handler's claims (`claim_batch`): every id and its timeline row in one
+# round trip; returns the ids claimed (the others were processed before).
+# $1 worker; $2..$5 message ids, correlation ids, causation ids, types.
+_CLAIM_BATCH = f"""
+WITH claimed AS (
+    INSERT INTO fleet_inbox (worker, message_id)
+    SELECT $1, m FROM unnest($2::text[]) AS m
+    ON CONFLICT DO NOTHING RETURNING message_id
+), noted AS (
+    {timeline.insert("correlation_id", "message_id", "causation_id", "type", "worker", "outcome")}
+    SELECT n.c, n.m, n.ca, n.t, $1, 'processed'
+    FROM unnest($2::text[], $3::text[], $4::text[], $5::text[]) AS n(m, c, ca, t)
+    WHERE n.m IN (SELECT message_id FROM claimed)
+)
+SELECT message_id FROM claimed
+"""
+_STORED_BATCH = """
+SELECT follow_ons FROM fleet_inbox
+WHERE worker = $1 AND message_id = ANY($2) AND follow_ons IS NOT NULL
+"""
 #: Marks deleted per statement when pruning, so no statement locks many rows for long.
 PRUNE_BATCH = 5000
 _PRUNE = f"""
@@ -107,6 +127,33 @@ class Claim:
     def keep(self, outgoing: list[Outgoing]) -> None:
         """Store these follow-on messages with the processed mark."""
         self.kept = outgoing
+
+
+class BatchClaim:
+    """A batch handler's claim on the inbox, for every message of one call.
+
+    `fresh` are the ids this claim processes, in order; the others of the batch
+    were processed before (duplicates), and `replay` holds the follow-ons stored
+    with them. The follow-ons of the call are kept with the first fresh id.
+    """
+
+    __slots__ = ("db", "fresh", "kept", "replay")
+
+    def __init__(self, fresh: list[str], replay: list[Outgoing], db: Database | None = None):
+        self.fresh = fresh
+        self.replay = replay
+        self.db = db
+        self.kept: list[Outgoing] = _NOTHING
+
+    def keep(self, outgoing: list[Outgoing]) -> None:
+        """Store these follow-on messages with the processed marks."""
+        self.kept = outgoing
+
+
+def _unique(notes: Sequence[EventNote]) -> list[EventNote]:
+    """The notes of distinct message ids, the first of each (a message published
+    twice can arrive twice in one batch)."""
+    return list({note.message_id: note for note in reversed(notes)}.values())[::-1]
 
 
 #: Ids a worker without a database remembers by default: about 1.4 MiB (32-character ids).
@@ -149,6 +196,19 @@ class MemoryClaims:
         # A plain object rather than @asynccontextmanager: this runs for every
         # message of a worker without a database, and a generator costs more.
         return _MemoryClaim(self, worker, message_id)
+
+    @contextlib.asynccontextmanager
+    async def claim_batch(
+        self, worker: str, notes: Sequence[EventNote]
+    ) -> AsyncIterator[BatchClaim]:
+        """Claim a batch's messages; remembered when the block exits normally."""
+        ids = [note.message_id for note in _unique(notes)]
+        fresh = [i for i in ids if not self.seen(worker, i)]
+        replay = [o for i in ids if i not in fresh for o in self.replay(worker, i)]
+        claim = BatchClaim(fresh, replay)
+        yield claim
+        for i, message_id in enumerate(fresh):
+            self._remember(worker, message_id, claim.kept if i == 0 else _NOTHING)
 
     def seen(self, worker: str, message_id: str) -> bool:
         ids = self._ids.get(worker)
@@ -245,6 +305,34 @@ class PostgresClaims:
                 )
             elif claim.kept:
                 await conn.execute(_KEEP, worker, message_id, pack(claim.kept))
+
+    @contextlib.asynccontextmanager
+    async def claim_batch(
+        self, worker: str, notes: Sequence[EventNote]
+    ) -> AsyncIterator[BatchClaim]:
+        """Claim a batch's messages in one transaction, shared with the handler's
+        writes (`claim.db`); committed when the block exits normally."""
+        unique = _unique(notes)
+        ids = [n.message_id for n in unique]
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                _CLAIM_BATCH,
+                worker,
+                ids,
+                [n.correlation_id for n in unique],
+                [n.causation_id for n in unique],
+                [n.type for n in unique],
+            )
+            claimed = {row[0] for row in rows}
+            seen = [i for i in ids if i not in claimed]
+            replay: list[Outgoing] = []
+            if seen:
+                for row in await conn.fetch(_STORED_BATCH, worker, seen):
+                    replay += unpack(row[0])
+            claim = BatchClaim([i for i in ids if i in claimed], replay, db=conn)
+            yield claim
+            if claim.kept and claim.fresh:
+                await conn.execute(_KEEP, worker, claim.fresh[0], pack(claim.kept))
 
     async def prune(self) -> int:
         """Delete this worker's marks older than the retention; returns how many."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
 
 import aiormq
@@ -61,6 +61,8 @@ CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
 _UNSENDABLE: tuple[type[BaseException], ...] = (PublishFailed, *CONNECTION_ERRORS)
 
 Outcome = tuple[Decision, int] | None
+#: What a delivery waiting for its batch holds (reusable: it holds nothing).
+_NO_SLOT: AbstractAsyncContextManager[None] = nullcontext()
 
 
 class Stage(Protocol):
@@ -124,6 +126,15 @@ class Consumer:
         self._pace = pace
         self._failures = failure_exchange(queue)
         self._slots = Slots(concurrency)
+        # A worker with batch handlers: their deliveries wait for their batch without
+        # a slot (the batch takes one). Chosen once, so other workers pay nothing.
+        self._slot: Callable[[Delivery], AbstractAsyncContextManager[Any]] = self._plain_slot
+        gather_in = getattr(stage, "gather_in", None)  # a webhook's stage never batches
+        self._gathers: Callable[[Delivery], bool] | None = (
+            None if gather_in is None else gather_in(self._slots)
+        )
+        if self._gathers is not None:
+            self._slot = self._batch_slot
         self._acks = Acknowledger(
             channel, queue=queue, batch=ack_batch, scatter_after=max(ack_batch, concurrency)
         )
@@ -174,13 +185,18 @@ class Consumer:
             self._observers.throttled(delivery, label, wait)
             await asyncio.sleep(wait)
 
-    def _slot(self, delivery: Delivery) -> AbstractAsyncContextManager[Any]:
+    def _plain_slot(self, delivery: Delivery) -> AbstractAsyncContextManager[Any]:
         """A slot among `concurrency`; a delivery that may have crashed the last
         process (redelivered, or carrying a redelivery count) runs alone."""
         suspect = delivery.redelivered or (
             self._count_redeliveries and delivery.deliveries is not None
         )
         return self._slots.exclusive() if suspect else self._slots.shared
+
+    def _batch_slot(self, delivery: Delivery) -> AbstractAsyncContextManager[Any]:
+        """No slot for a delivery that joins a batch, else `_plain_slot`'s."""
+        assert self._gathers is not None
+        return _NO_SLOT if self._gathers(delivery) else self._plain_slot(delivery)
 
     async def _outcome(self, delivery: Delivery, label: str | None) -> Outcome:
         """Refuse what no stage can use, else the stage's outcome; an unexpected error

@@ -7,6 +7,9 @@ between reading it and settling it.
     ─▶ claim the message id in the inbox (a duplicate replays its follow-ons)
     ─▶ call the handler, retrying in process ─▶ publish its follow-ons with confirms
 
+A batch handler's deliveries join a batch instead (`batching`), which is claimed,
+called and published once; when the batch fails, each of them goes on here alone.
+
 It returns None when the delivery is done, else where it goes (`retry.Decision`)
 and the handler calls made so far; the consumer carries that out.
 """
@@ -14,15 +17,21 @@ and the handler calls made so far; the consumer carries that out.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import nullcontext
+from functools import partial
 from typing import Any
+
+import structlog
 
 from contracts import Event, InvalidPayload, decode
 from contracts.evolution import Evolution, Step, default_evolution
 from contracts.faults import is_fault
 from workers.context import Context
 from workers.errors import PublishFailed
+from workers.runtime.batching import Gatherer, Member
 from workers.runtime.delivery import Delivery
 from workers.runtime.faults import fault_message
 from workers.runtime.hooks import Observers
@@ -31,9 +40,12 @@ from workers.runtime.limits import Limits
 from workers.runtime.outgoing import Outgoing, follow_on_id, outgoing_event
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import Decision, HandlerFailed, Park, RetryRules, describe, truncate
+from workers.runtime.slots import Slots
 from workers.worker import Emitted, Handler, HandlerSpec, Worker
 
 Outcome = tuple[Decision, int] | None
+
+log = structlog.get_logger("fleet.batch")
 
 
 class HandlerStage:
@@ -85,6 +97,15 @@ class HandlerStage:
         self._limits = limits
         self._routes: dict[tuple[str, int], tuple[HandlerSpec[Any], list[Step]]] = {}
         self._app_id = publisher.app_id
+        #: Batch handlers' gatherers by event type; None when the worker has none.
+        self._gatherers: dict[type[Event], Gatherer[Any]] | None = {
+            spec.event_type: Gatherer(
+                spec.batch.max_size, spec.batch.max_wait, partial(self._run_batch, spec)
+            )
+            for spec in worker.batches
+            if spec.batch is not None
+        } or None
+        self._slots: Slots | None = None
 
     def label(self, delivery: Delivery) -> str | None:
         """The wire name of the contract its handler takes (of any version); None
@@ -167,19 +188,113 @@ class HandlerStage:
             redelivered=delivery.redelivered,
             headers=delivery.headers,
         )
-        started = time.perf_counter()
+        slot = None
+        if self._gatherers is not None and self.gathers(delivery):
+            if await self._gatherers[handler.event_type].join(event, ctx, delivery):
+                return None
+            # Its batch failed: it goes on alone, in a consumer slot of its own.
+            slot = self._slots.shared if self._slots is not None else None
+            if slot is not None:
+                await slot.acquire()
         try:
-            outgoing = await self._rules.call(self._handle, handler.function, event, ctx, delivery)
-        except HandlerFailed as failed:
-            self._observers.handled(delivery, label, time.perf_counter() - started, False)
-            return self._rules.decide(failed.error, delivery.retries), attempts + failed.attempts
-        self._observers.handled(delivery, label, time.perf_counter() - started, True)
-        try:
-            if outgoing:
-                await self._publish(outgoing)
-        except PublishFailed as error:
-            return self._rules.decide(error, delivery.retries), attempts + 1
-        return None
+            started = time.perf_counter()
+            try:
+                outgoing = await self._rules.call(
+                    self._handle, handler.function, event, ctx, delivery
+                )
+            except HandlerFailed as failed:
+                self._observers.handled(delivery, label, time.perf_counter() - started, False)
+                return self._rules.decide(
+                    failed.error, delivery.retries
+                ), attempts + failed.attempts
+            self._observers.handled(delivery, label, time.perf_counter() - started, True)
+            try:
+                if outgoing:
+                    await self._publish(outgoing)
+            except PublishFailed as error:
+                return self._rules.decide(error, delivery.retries), attempts + 1
+            return None
+        finally:
+            if slot is not None:
+                slot.release()
+
+    # -- batch handlers -------------------------------------------------------
+
+    def gather_in(self, slots: Slots) -> Callable[[Delivery], bool] | None:
+        """For the consumer: whether a delivery joins a batch (it then takes no slot
+        while it waits; its batch runs in one of `slots`), or None when the worker
+        has no batch handler."""
+        if self._gatherers is None:
+            return None
+        self._slots = slots
+        return self.gathers
+
+    def gathers(self, delivery: Delivery) -> bool:
+        """Whether the delivery joins a batch: its exact type and version have a batch
+        handler, and it is no crash suspect (redelivered, or counted), which runs alone."""
+        if delivery.redelivered or delivery.deliveries is not None:
+            return False
+        handler = self.handler(delivery)
+        return handler is not None and handler.batch is not None
+
+    async def _run_batch(self, spec: HandlerSpec[Any], members: list[Member]) -> bool:
+        """One call for the whole batch, its claims and its follow-ons' confirms; True when
+        all succeeded. A failure is not retried as a batch: each member goes on alone."""
+        label = spec.event_type.__wire_name__
+        slot = self._slots.shared if self._slots is not None else nullcontext()
+        async with slot:
+            started = time.perf_counter()
+            try:
+                outgoing = await self._call_batch(spec, members)
+                if outgoing:
+                    await self._publish(outgoing)
+            except Exception as error:
+                log.warning(
+                    "batch.failed",
+                    worker=self.name,
+                    queue=self.queue,
+                    type=label,
+                    size=len(members),
+                    error=truncate(describe(error)),
+                )
+                return False
+        seconds = time.perf_counter() - started
+        for member in members:
+            self._observers.handled(member.delivery, label, seconds, True)
+        return True
+
+    async def _call_batch(self, spec: HandlerSpec[Any], members: list[Member]) -> list[Outgoing]:
+        """Claim the batch's messages, call the handler with the new ones, keep its
+        follow-ons; returns what to publish (with the duplicates' stored follow-ons)."""
+        assert spec.batch is not None
+        function = spec.batch.function
+        first = members[0].ctx
+        ctx = Context(
+            worker=self.name,
+            queue=self.queue,
+            event_type=first.event_type,
+            message_id=batch_id(m.ctx.message_id for m in members),
+            correlation_id=first.correlation_id,
+            headers=first.headers,
+        )
+        inbox = self._inbox
+        if inbox is None:
+            return self._outgoing(await function([m.event for m in members], ctx), ctx)
+        async with inbox.claim_batch(self.name, [_note(m.ctx) for m in members]) as claim:
+            fresh = set(claim.fresh)
+            events = []
+            for member in members:
+                message_id = member.ctx.message_id
+                if message_id in fresh:
+                    fresh.discard(message_id)  # a second copy in the batch is a duplicate
+                    events.append(member.event)
+                else:
+                    self._observers.duplicate(member.delivery, ctx.event_type)
+            if claim.db is not None:
+                ctx.db = claim.db
+            outgoing = self._outgoing(await function(events, ctx), ctx) if events else []
+            claim.keep(outgoing)
+            return [*claim.replay, *outgoing]
 
     @property
     def pace(self) -> Callable[[Delivery], tuple[float, str | None]] | None:
@@ -304,6 +419,15 @@ def unknown_type(worker: Worker, delivery: Delivery) -> Park:
         what = "a message without a 'type' property whose routing key matches no contract"
     reason = f"worker {worker.name!r} has no handler for {what} (handles: {handled})"
     return Park("unknown-type", "UnknownEventType", truncate(reason))
+
+
+def batch_id(message_ids: Iterable[str]) -> str:
+    """The id of a batch call, for its follow-ons: derived from its messages' ids,
+    so the same batch handled again emits the same follow-on ids."""
+    digest = hashlib.blake2b(digest_size=16)
+    for message_id in sorted(message_ids):
+        digest.update(message_id.encode() + b"\x00")
+    return "batch-" + digest.hexdigest()
 
 
 def _note(ctx: Context) -> EventNote:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Literal, Protocol
@@ -35,7 +35,7 @@ import structlog
 
 from workers.runtime import attempts, claims, timeline
 from workers.runtime.attempts import PostgresAttempts
-from workers.runtime.claims import Claim, MemoryClaims, PostgresClaims
+from workers.runtime.claims import BatchClaim, Claim, MemoryClaims, PostgresClaims
 from workers.runtime.group_commit import GroupCommit
 from workers.runtime.timeline import EventNote, PostgresTimeline
 
@@ -50,6 +50,7 @@ __all__ = [
     "MemoryInbox",
     "PostgresInbox",
     # What passes through it (their homes: claims, timeline)
+    "BatchClaim",
     "Claim",
     "EventNote",
     # Tuning
@@ -127,6 +128,13 @@ class Inbox(Protocol):
 
         `note` is the event's line in the saga timeline, written with the claim.
         """
+        ...
+
+    def claim_batch(
+        self, worker: str, notes: Sequence[EventNote]
+    ) -> AbstractAsyncContextManager[BatchClaim]:
+        """Claim the messages of one batch handler call together (one transaction);
+        committed when the block exits normally. Duplicates are left out of `fresh`."""
         ...
 
     async def started(self, worker: str, message_id: str) -> int | None:
@@ -257,6 +265,14 @@ class PostgresInbox:
         if alone is None:
             raise RuntimeError(_NOT_STARTED)
         return alone.claim(worker, message_id, note)
+
+    def claim_batch(
+        self, worker: str, notes: Sequence[EventNote]
+    ) -> AbstractAsyncContextManager[BatchClaim]:
+        # A batch is one transaction already: never group-committed.
+        if self.claims is None:
+            raise RuntimeError(_NOT_STARTED)
+        return self.claims.claim_batch(worker, notes)
 
     def _wrote(self, event_type: str) -> None:
         """A batched handler wrote through ctx.db: its next deliveries get their own

@@ -18,6 +18,7 @@ from workers.errors import DatabaseRequired, WorkerError
 from workers.loader import load_exception_classes, load_worker
 from workers.observability import context as trace_context
 from workers.observability.metrics import MetricsObserver
+from workers.runtime.batching import batch_problems
 from workers.runtime.breaker import Breaker, circuit_of
 from workers.runtime.connection import (
     CONNECTION_ERRORS,
@@ -147,6 +148,8 @@ async def run_worker(
     unknown = unknown_handlers(settings.name, spec, handled)
     if unknown is not None:
         raise WorkerError(unknown)
+    for problem in batch_problems(settings.name, spec, settings.worker, settings.prefetch):
+        raise WorkerError(str(problem))
     rules = RetryRules(
         spec.queue,
         queue.retry,
