@@ -230,11 +230,15 @@ class HandlerStage:
         return self.gathers
 
     def gathers(self, delivery: Delivery) -> bool:
-        """Whether the delivery joins a batch: its exact type and version have a batch
-        handler, and it is no crash suspect (redelivered, or counted), which runs alone."""
+        """Whether the delivery joins a batch: its handler (of its version, or the one
+        its upcasters or downcasters lead to) takes batches, and it is no crash suspect
+        (redelivered, or counted), which runs alone."""
         if delivery.redelivered or delivery.deliveries is not None:
             return False
         handler = self.handler(delivery)
+        if handler is None and delivery.type_name:
+            evolved = self.evolve(delivery)
+            handler = None if isinstance(evolved, Park) else evolved[0]
         return handler is not None and handler.batch is not None
 
     async def _run_batch(self, spec: HandlerSpec[Any], members: list[Member]) -> bool:
