@@ -33,6 +33,9 @@ PREFETCH = 256
 CONCURRENCY = 256
 #: Claims per inbox transaction for the grouped-commit worker.
 COMMIT_BATCH = 64
+#: The insert workers' prefetch (scenario batch): two batches of 500 (the default
+#: max_size), so one gathers while the other runs.
+BATCH_PREFETCH = 1000
 
 TOPOLOGY = f"""
 version: 1
@@ -75,6 +78,17 @@ workers:
     prefetch: {PREFETCH}
     concurrency: {CONCURRENCY}
   latency: {{module: {MODULE}, queue: {LATENCY}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
+  # A row per message into PostgreSQL: in batches, or one INSERT each (scenario batch).
+  batch_insert:
+    module: {MODULE}
+    queue: {DRAIN}
+    prefetch: {BATCH_PREFETCH}
+    concurrency: {CONCURRENCY}
+  single_insert:
+    module: {MODULE}
+    queue: {DRAIN}
+    prefetch: {BATCH_PREFETCH}
+    concurrency: {CONCURRENCY}
 """
 
 

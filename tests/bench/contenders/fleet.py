@@ -38,6 +38,8 @@ WORKERS = {
     "drain-alone": "drain_alone",
     "saga": "saga",
     "latency": "latency",
+    "batch-insert": "batch_insert",
+    "single-insert": "single_insert",
 }
 
 

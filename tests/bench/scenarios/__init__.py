@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from tests.bench.bench import Bench
 from tests.bench.results import Series
 from tests.bench.scenarios import (
+    batch,
     console,
     drain,
     inbox,
@@ -36,6 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     "outbox": outbox.run,
     "console": console.run,
     "scale": scale.run,
+    "batch": batch.run,
 }
 #: Run only when named in --only: scale starts real worker processes, and a
 #: cluster if one is given, for minutes of its own.
