@@ -44,3 +44,21 @@ async def placement_failed(fault: Fault[OrderPlaced], ctx: Context) -> None:
 @inventory.handles(Fault.of(OrderPlaced))  # type: ignore[arg-type]
 async def wrong_fault(fault: Fault[StockReserved], ctx: Context) -> None:
     """The fault of one contract is not the fault of another."""
+
+
+loader = Worker("loader")
+
+
+@loader.handles_batch(OrderPlaced, max_size=100, max_wait=0.5)
+async def store(events: list[OrderPlaced], ctx: Context) -> list[StockRejected]:
+    return [StockRejected(order_id=e.order_id, reason="none left") for e in events]
+
+
+@loader.handles_batch(OrderPlaced)  # type: ignore[arg-type]
+async def one_not_many(event: OrderPlaced, ctx: Context) -> None:
+    """A batch handler takes a list."""
+
+
+@loader.handles_batch(OrderPlaced)  # type: ignore[arg-type]
+async def wrong_batch(events: list[StockReserved], ctx: Context) -> None:
+    """A list of the events it is registered for."""
