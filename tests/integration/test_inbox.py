@@ -357,3 +357,45 @@ class TestMemoryInbox:
         async with inbox.claim("w", "a") as claim:
             assert not claim.duplicate
         assert await inbox.started("w", "a") is None
+
+
+def batch_note(message_id: str) -> EventNote:
+    return EventNote("c", message_id, None, "T", "w", "processed", [])
+
+
+class TestPostgresBatchClaims:
+    """A batch handler's claim: every id in one transaction with the handler's writes."""
+
+    async def test_seen_ids_are_left_out_and_the_batchs_follow_ons_replayed(self, inbox) -> None:
+        async with inbox.claim("w", "m-1"):
+            pass
+        notes = [batch_note(i) for i in ("m-1", "m-2", "m-2", "m-3")]
+        async with inbox.claim_batch("w", notes) as claim:
+            # m-1 was processed before; the second m-2 is the same message again
+            assert (claim.fresh, claim.replay) == (["m-2", "m-3"], [])
+            await claim.db.executemany("INSERT INTO effects VALUES ($1)", [("m-2",), ("m-3",)])
+            claim.keep([outgoing("f-1")])
+        async with inbox.claim_batch("w", [batch_note("m-2"), batch_note("m-4")]) as again:
+            assert again.fresh == ["m-4"]
+            assert [o.message_id for o in again.replay] == ["f-1"]
+        async with inbox.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM effects") == 2
+            rows = await conn.fetch(
+                # (m-1's own claim writes its row under group commit only)
+                "SELECT message_id FROM fleet_events WHERE worker = 'w' AND message_id <> 'm-1' "
+                "ORDER BY message_id"
+            )
+        assert [r["message_id"] for r in rows] == ["m-2", "m-3", "m-4"]
+
+    async def test_a_batch_that_raised_leaves_no_mark_and_no_write(self, inbox) -> None:
+        async def failing() -> None:
+            async with inbox.claim_batch("w", [batch_note("m-1"), batch_note("m-2")]) as claim:
+                await claim.db.execute("INSERT INTO effects VALUES ('m-1')")
+                raise RuntimeError("the handler failed")
+
+        with pytest.raises(RuntimeError, match="the handler failed"):
+            await failing()
+        async with inbox.claim_batch("w", [batch_note("m-1")]) as claim:
+            assert claim.fresh == ["m-1"]
+        async with inbox.pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM effects") == 0

@@ -13,6 +13,7 @@ commit (`commit_batch`); `MemoryInbox` is the claims in memory, for workers
 without a database. The consumer calls:
 
     async with inbox.claim(worker, message_id, note) as claim: ...   (claims)
+    async with inbox.claim_batch(worker, notes) as claim: ...         (claims, a batch handler's)
     await inbox.started(worker, message_id)                           (attempts)
     await inbox.note(note)                                            (timeline)
 
