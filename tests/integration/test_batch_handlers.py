@@ -141,6 +141,60 @@ class TestBatches:
         assert process.events("batch.failed") == []
 
 
+ANSWERS = """
+exchanges:
+  orders: {}
+  answers: {}
+queues:
+  answers-in:
+    type: classic
+    bind: [{exchange: orders, routing_key: order.placed}]
+  answers:
+    type: classic
+    bind: [{exchange: answers, routing_key: "#"}]
+workers:
+  answers:
+    module: tests.fixtures.batch_worker
+    queue: answers-in
+    publish_to: answers
+    prefetch: 200
+"""
+
+
+class TestFollowOns:
+    async def test_a_batchs_follow_ons_are_published_once_each_and_caused_by_their_batch(
+        self, broker: Broker, tmp_path: Path, pika_publisher: PikaPublisher
+    ) -> None:
+        # Given 300 waiting messages for a batch handler (up to 100) that answers each
+        path = tmp_path / "topology.yaml"
+        path.write_text(ANSWERS)
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        for i in range(300):
+            pika_publisher.publish(
+                "orders", "order.placed", order(f"o-{i}"), message_id=f"m-{i}",
+                correlation_id=f"saga-{i}",
+            )  # fmt: skip
+        # When a worker without a database (the memory inbox) takes them
+        with WorkerProcess(
+            "answers", topology_file=path, url=broker.amqp_url, pythonpath=[ROOT]
+        ) as process:
+            answers = await collect(broker.amqp_url, "answers", 300)
+            await eventually(
+                lambda: _depth_is(broker, "answers-in", 0), what="the queue drained", timeout=30
+            )
+        # Then every message was answered once, in calls of 100
+        assert sorted(a.json()["order_id"] for a in answers) == sorted(f"o-{i}" for i in range(300))
+        assert {a.json()["reason"] for a in answers} == {"batch of 100"}
+        assert len({a.message_id for a in answers}) == 300
+        # each answer caused by its batch (3 of them), in the saga of the batch's first message
+        causes = {a.headers[h.CAUSATION_ID] for a in answers}
+        assert len(causes) == 3
+        assert all(c.startswith("batch-") for c in causes)
+        assert len({a.correlation_id for a in answers}) == 3
+        [stopped] = process.events("worker.stopped")
+        assert (stopped["processed"], stopped["dead_lettered"]) == (300, 0)
+
+
 class TestPoison:
     async def test_one_poison_in_a_batch_of_500_is_parked_alone_and_499_are_stored(
         self, rows: Rows, broker: Broker, pika_publisher: PikaPublisher
