@@ -226,6 +226,47 @@ class TestFailuresPage:
         assert await queue_depth(broker.amqp_url, "echo.dead") == 0
 
 
+class TestBrokerRestarts:
+    async def test_a_closed_broker_connection_is_opened_again_by_the_next_request(
+        self, console: Callable[..., Any], broker: Broker, pika_publisher: PikaPublisher
+    ) -> None:
+        """A broker restart (here: the broker closing the console's connection) is no
+        500: the next page opens a new connection and reads the queue."""
+        client = await console()
+        park(pika_publisher, 3)
+        assert "m-2" in await (await client.get("/failures?queue=echo.dead")).text()
+
+        def console_connections() -> list[str]:
+            with broker.api() as api:
+                listed = api.get("/api/connections").json()
+            return [
+                c["name"] for c in listed
+                if c.get("vhost") == broker.vhost
+                and "fleet console" in (c.get("client_properties") or {}).get("connection_name", "")
+            ]  # fmt: skip
+
+        await eventually(console_connections, what="the console's connection listed")
+        for name in console_connections():
+            with broker.api() as api:
+                api.delete(f"/api/connections/{name}").raise_for_status()
+        app = client.server.app
+        assert app is not None
+        from workers.console.app import CONSOLE
+
+        first = app[CONSOLE].connection
+        assert first is not None
+        await eventually(
+            lambda: not first.connected.is_set(), what="the connection closed by the broker"
+        )
+        park(pika_publisher, 1, start=3)
+        response = await client.get("/overview/table")
+        assert response.status == 200, await response.text()
+        app[CONSOLE].index.forget("echo.dead")  # type: ignore[union-attr]
+        page = await (await client.get("/failures?queue=echo.dead")).text()
+        assert "m-3" in page
+        assert app[CONSOLE].connection is not first
+
+
 class TestOtherPages:
     async def test_the_overview_shows_dead_letters_in_red(
         self, console: Callable[..., Any], pika_publisher: PikaPublisher

@@ -18,14 +18,14 @@ import asyncpg
 from aio_pika.abc import AbstractConnection
 from aiohttp import web
 
-from topology import Topology
+from topology import BrokerRefused, BrokerUnreachable, Topology
 from topology.management import Management
 from workers.console import security
 from workers.console.audit import AuditLog, JsonlAudit, PostgresAudit
 from workers.console.html import e, page
 from workers.console.index import FailureIndex
 from workers.console.security import COOKIE, READ_ONLY, Access, Session, Sessions
-from workers.runtime.connection import connect
+from workers.runtime.connection import CONNECTION_ERRORS, connect
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -62,12 +62,15 @@ class Console:
         self.http: aiohttp.ClientSession | None = None  # to Prometheus, when configured
 
     async def start(self, app: web.Application) -> None:
+        self._reconnecting = asyncio.Lock()
         self.connection = await connect(self.settings.amqp_url, name="fleet console")
         self.management = Management.for_broker(
             self.settings.amqp_url, self.settings.management_url
         )
         self.index = FailureIndex(
-            self.connection, limit=self.settings.browse_limit, max_age=self.settings.max_age
+            self.broker_connection,
+            limit=self.settings.browse_limit,
+            max_age=self.settings.max_age,
         )
         if self.settings.prometheus_url:
             self.http = aiohttp.ClientSession()
@@ -90,11 +93,37 @@ class Console:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.connection.close(), 5)
 
+    def broker_connection(self) -> AbstractConnection:
+        """The connection pages read with (`reconnect` renews it before each request)."""
+        if self.connection is None:
+            raise RuntimeError("the console has not started")
+        return self.connection
+
+    async def reconnect(self) -> None:
+        """Open the broker connection again if the broker closed it (a restart, a
+        forced close): the console outlives its broker's restarts."""
+        if self.connection is not None and _open(self.connection):
+            return
+        async with self._reconnecting:
+            if self.connection is not None and _open(self.connection):
+                return
+            old, self.connection = self.connection, None
+            if old is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(old.close(), 5)
+            self.connection = await connect(self.settings.amqp_url, name="fleet console")
+
     @property
     def ready(self) -> tuple[AbstractConnection, Management, FailureIndex]:
         if self.connection is None or self.management is None or self.index is None:
             raise RuntimeError("the console has not started")
         return self.connection, self.management, self.index
+
+
+def _open(connection: AbstractConnection) -> bool:
+    # aio-pika clears `connected` when the broker closes the connection; `is_closed`
+    # says only that close() was called here.
+    return not connection.is_closed and connection.connected.is_set()
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -159,7 +188,14 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
             token = form.get("csrf")
             if not isinstance(token, str) or not security.csrf_ok(session, token):
                 raise web.HTTPForbidden(text="missing or wrong CSRF token: reload the page")
-    response = await handler(request)
+    try:
+        if request.path not in PUBLIC:
+            await console.reconnect()
+        response = await handler(request)
+    except (BrokerUnreachable, BrokerRefused, *CONNECTION_ERRORS) as error:
+        raise web.HTTPServiceUnavailable(
+            text=f"the broker is unreachable ({error}); the console retries on the next request"
+        ) from error
     if access.open and session is not None and request.cookies.get(COOKIE) != session.id:
         _set_cookie(response, session)
     return response

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -47,8 +47,10 @@ class QueueRead:
 class FailureIndex:
     """The last read of each dead-letter queue."""
 
-    def __init__(self, connection: AbstractConnection, *, limit: int, max_age: float) -> None:
-        self._connection = connection
+    def __init__(
+        self, connection: Callable[[], AbstractConnection], *, limit: int, max_age: float
+    ) -> None:
+        self._connection = connection  # the console's current one (renewed after a restart)
         self._limit = limit
         self._max_age = max_age
         self._reads: dict[str, QueueRead] = {}
@@ -82,7 +84,7 @@ class FailureIndex:
     async def refresh(self, queue: str) -> QueueRead:
         async with self._lock(queue):
             started = time.monotonic()
-            browsed = await browse(self._connection, queue, limit=self._limit)
+            browsed = await browse(self._connection(), queue, limit=self._limit)
             messages = [read(queue, i, m) for i, m in enumerate(browsed.messages)]
             done = QueueRead(
                 queue, messages, browsed.depth, datetime.now(UTC), time.monotonic(),
