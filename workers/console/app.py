@@ -120,6 +120,14 @@ class Console:
         return self.connection, self.management, self.index
 
 
+#: What a request meets when the broker is down or went away: a 503, not a 500.
+_UNREACHABLE: tuple[type[BaseException], ...] = (
+    BrokerUnreachable,
+    BrokerRefused,
+    *CONNECTION_ERRORS,
+)
+
+
 def _open(connection: AbstractConnection) -> bool:
     # aio-pika clears `connected` when the broker closes the connection; `is_closed`
     # says only that close() was called here.
@@ -192,7 +200,7 @@ async def _guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path not in PUBLIC:
             await console.reconnect()
         response = await handler(request)
-    except (BrokerUnreachable, BrokerRefused, *CONNECTION_ERRORS) as error:
+    except _UNREACHABLE as error:
         raise web.HTTPServiceUnavailable(
             text=f"the broker is unreachable ({error}); the console retries on the next request"
         ) from error
