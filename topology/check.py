@@ -30,6 +30,7 @@ from topology.names import (
     retry_queue,
     webhook_queue,
 )
+from topology.order import order_problems
 from topology.problems import Problem
 from topology.routing import routes
 from topology.stream_check import stream_problems
@@ -175,6 +176,7 @@ def check_references(topology: Topology, rabbitmq: Version | None = None) -> lis
                 )
             )
         problems += breaker_problems(name, worker.breaker)
+        problems += order_problems(name, worker, consumed)
         if worker.concurrency > worker.prefetch:
             problems.append(
                 Problem(

@@ -180,6 +180,10 @@ class WorkerSpec(_Spec, frozen=True):
     # Stop consuming while a downstream is down: after `failures` transient
     # failures in a row, for `cool_down`, then probe with one message; None: no breaker.
     breaker: CircuitBreaker | None = None
+    # Per-key order within each process: deliveries with the same key (a top-level
+    # field of the event, `order_id`, or a header, `header:x-tenant`) are handled one
+    # after another, different keys concurrently (docs/concepts/flow-control.md).
+    order_by: str | None = None
 
 
 #: The ingress's default body limit: 1 MiB.

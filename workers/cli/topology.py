@@ -56,6 +56,7 @@ from workers.cli.options import (
 from workers.loader import import_contracts, load_workers
 from workers.project import register_contracts, unlisted_contracts
 from workers.runtime.batching import batch_problems
+from workers.runtime.ordering import order_problem
 from workers.worker import Worker
 
 #: `fleet topology plan`: the broker differs from the file; `apply` would change it.
@@ -172,6 +173,9 @@ def check(topology_file: str | None, rabbitmq: Version | None) -> None:
     problems += check_wiring(topology, wiring)
     for name, worker in workers.items():
         problems += batch_problems(name, topology.workers[name], worker)
+    for name, code in workers.items():
+        ordered = order_problem(name, topology.workers[name], code)
+        problems += [] if ordered is None else [ordered]
     registry = register_contracts(topology, workers)
     problems += unlisted_contracts(topology, workers, registry)
     if topology.webhooks:

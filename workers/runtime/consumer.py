@@ -15,7 +15,7 @@ the timeline observe through `hooks`.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Any, Protocol
 
@@ -33,6 +33,7 @@ from workers.runtime.deadletter import bare_copy, parked_copy, recounted_copy, r
 from workers.runtime.delivery import Delivery, read_delivery
 from workers.runtime.hooks import Observers
 from workers.runtime.inbox import Inbox
+from workers.runtime.ordering import KeyLines
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import (
     Decision,
@@ -99,6 +100,8 @@ class Consumer:
             count starts (classic queues: RabbitMQ does not count them).
         pace: the seconds a delivery waits for its turn, and its label (rate limits);
             None paces nothing and costs nothing.
+        order: per-key lines (`order_by`): a delivery waits for the one of its key
+            before it; None orders nothing and costs nothing.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Consumer:
         crash_limit: int = 5,
         count_redeliveries: bool = False,
         pace: Callable[[Delivery], tuple[float, str | None]] | None = None,
+        order: KeyLines | None = None,
     ):
         self.stage = stage
         self.queue = queue
@@ -142,9 +146,25 @@ class Consumer:
         self._active = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # Chosen once: a consumer without `order_by` pays nothing per delivery.
+        self._order = order
+        self.on_message: Callable[[DeliveredMessage], Coroutine[Any, Any, None]] = (
+            self._on_message if order is None else self._on_ordered_message
+        )
 
-    async def on_message(self, message: DeliveredMessage) -> None:
-        """aiormq's consumer callback: runs in its own task per delivery."""
+    async def _on_ordered_message(self, message: DeliveredMessage) -> None:
+        """`on_message` with per-key order: join the key's line on arrival, wait for
+        the one before (no slot held), run, and hand the line on once settled."""
+        assert self._order is not None
+        turn = self._order.join(message)
+        if turn is None:  # no key: unordered
+            await self._on_message(message)
+            return
+        async with turn:
+            await self._on_message(message)
+
+    async def _on_message(self, message: DeliveredMessage) -> None:
+        """aiormq's consumer callback (`on_message`): runs in its own task per delivery."""
         self._acks.received()
         self._active += 1
         self._idle.clear()
@@ -347,5 +367,6 @@ class Consumer:
 
     @property
     def in_flight(self) -> int:
-        """Deliveries received and not yet settled."""
-        return self._acks.in_flight
+        """Deliveries received and not yet settled (those waiting for their key too)."""
+        waiting = 0 if self._order is None else self._order.waiting
+        return self._acks.in_flight + waiting

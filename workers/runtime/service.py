@@ -13,6 +13,7 @@ import structlog
 from aio_pika.abc import AbstractConnection
 
 from topology import Topology
+from topology.model import WorkerSpec
 from topology.names import dead_letter_queue, failure_exchange, retry_queue
 from workers.errors import DatabaseRequired, WorkerError
 from workers.loader import load_exception_classes, load_worker
@@ -33,6 +34,7 @@ from workers.runtime.inbox import Inbox, MemoryInbox, PostgresInbox
 from workers.runtime.limits import Limits, unknown_handlers
 from workers.runtime.nodes import NodeRing, node_label
 from workers.runtime.observers import Counters, Counting, FailureLog, Timeline
+from workers.runtime.ordering import KeyLines, order_problem, unkeyed_contracts
 from workers.runtime.publisher import Publisher
 from workers.runtime.reconnect import Connected, keep_connected
 from workers.runtime.retry import RetryRules
@@ -150,6 +152,7 @@ async def run_worker(
         raise WorkerError(unknown)
     for problem in batch_problems(settings.name, spec, settings.worker, settings.prefetch):
         raise WorkerError(str(problem))
+    _check_order(settings.name, spec, settings.worker)
     rules = RetryRules(
         spec.queue,
         queue.retry,
@@ -277,6 +280,7 @@ async def _consume(
         crash_limit=spec.crash_limit,
         count_redeliveries=queue.type == "classic",
         pace=stage.pace,
+        order=KeyLines.of(spec),
     )
     if metrics is not None:
         metrics.in_flight = lambda: consumer.in_flight
@@ -332,6 +336,16 @@ async def _consume(
         throttled=counters.throttled,
     )
     return False
+
+
+def _check_order(name: str, spec: WorkerSpec, worker: Worker) -> None:
+    """Refuse an `order_by` the handlers cannot honour; name the contracts it leaves unordered."""
+    problem = order_problem(name, spec, worker)
+    if problem is not None:
+        raise WorkerError(str(problem))
+    unkeyed = unkeyed_contracts(spec, worker)
+    if unkeyed:
+        log.warning("worker.unordered", worker=name, order_by=spec.order_by, contracts=unkeyed)
 
 
 async def _check_queues(connection: AbstractConnection, settings: WorkerSettings) -> None:
