@@ -16,14 +16,17 @@ import random
 import time
 from collections import Counter
 from collections.abc import Iterable
+from pathlib import Path
+
+import asyncpg
 
 from tests.conftest import Broker
 from tests.fixtures import order_workers
-from tests.integration.conftest import PikaPublisher
+from tests.integration.conftest import ROOT, PikaPublisher
 from tests.integration.test_flow_control import running
-from topology import Topology, loads
+from topology import Topology, load, loads
 from topology.apply import apply
-from workers.testing import eventually, queue_depth
+from workers.testing import WorkerProcess, eventually, queue_depth
 
 TOPOLOGY = """
 exchanges:
@@ -234,3 +237,104 @@ class TestRetries:
         assert order_workers.attempts[("a", 0)] == 4  # 3 in process, 1 after the tier
         assert (counters[0].processed, counters[0].retried) == (4, 1)
         assert await queue_depth(broker.amqp_url, "flaky.retry.300ms") == 0
+
+
+FAILOVER = """
+exchanges: {steps: {}}
+queues:
+  durable:
+    bind: [{exchange: steps}]
+    arguments: {x-single-active-consumer: true}
+workers:
+  durable:
+    module: tests.fixtures.order_workers
+    queue: durable
+    prefetch: 32
+    concurrency: 8
+    order_by: key
+    replicas: 2
+"""
+
+
+async def stored(database: str) -> list[asyncpg.Record]:
+    connection = await asyncpg.connect(database)
+    try:
+        return await connection.fetch("SELECT key, seq, pid FROM steps ORDER BY id")
+    finally:
+        await connection.close()
+
+
+class TestAcrossProcesses:
+    async def test_a_single_active_consumer_keeps_each_keys_order_over_a_sigkill_failover(
+        self, broker: Broker, database: str, tmp_path: Path
+    ) -> None:
+        # Given two worker processes on a quorum queue with a single active consumer,
+        # ordered by `key`, recording each step in the inbox's transaction
+        path = tmp_path / "failover.yaml"
+        path.write_text(FAILOVER)
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        connection = await asyncpg.connect(database)
+        await connection.execute(
+            "CREATE TABLE steps (id bigserial PRIMARY KEY, key text NOT NULL,"
+            " seq int NOT NULL, pid int NOT NULL)"
+        )
+        await connection.close()
+
+        def process() -> WorkerProcess:
+            return WorkerProcess(
+                "durable",
+                topology_file=path,
+                url=broker.amqp_url,
+                pythonpath=[ROOT],
+                args=["--database-url", database],
+            )
+
+        steps = plan(keys=20, total=600, seed=18)
+        for step in steps:
+            step["ms"] = 10 + int(str(step["ms"])) * 3  # 10 to 34 ms
+        active, standby = process().start(), process()
+        try:
+            standby.start()
+            publish(broker, "steps", [dict(s) for s in steps])
+            # When the active one is killed (SIGKILL) with work in flight
+            await eventually(
+                lambda: _count(database, 150), timeout=60, what="150 steps stored by the first"
+            )
+            active.kill()
+            # Then the standby takes over and stores the rest
+            rows = await eventually(
+                lambda: _all_stored(database, 600), timeout=90, what="all 600 stored"
+            )
+            await eventually(lambda: settled(broker, "durable"), timeout=30, what="all acked")
+        finally:
+            active.stop()
+            code = standby.stop()
+        stopped = standby.events("worker.stopped")
+        pids = Counter(row["pid"] for row in rows)
+        print(
+            f"failover: {pids[active.pid]} steps by the killed process, "
+            f"{pids[standby.pid]} by the standby, duplicates removed by the inbox: "
+            f"{stopped[0]['duplicates'] if stopped else '?'}"
+        )
+        # Each step stored exactly once, and each key's steps in publish order
+        assert code == 0
+        assert len(rows) == 600
+        assert sorted((r["key"], r["seq"]) for r in rows) == sorted(
+            (str(s["key"]), int(str(s["seq"]))) for s in steps
+        )
+        assert violations([(r["key"], r["seq"]) for r in rows]) == 0
+        # Both processes did part of the work, the standby only after the first
+        assert set(pids) == {active.pid, standby.pid}
+        for key in {r["key"] for r in rows}:
+            by = [r["pid"] for r in rows if r["key"] == key]
+            assert by == sorted(by, key=lambda pid: pid == standby.pid), key
+        assert await queue_depth(broker.amqp_url, "durable") == 0
+
+
+async def _count(database: str, at_least: int) -> bool:
+    return len(await stored(database)) >= at_least
+
+
+async def _all_stored(database: str, total: int) -> list[asyncpg.Record] | None:
+    rows = await stored(database)
+    return rows if len(rows) >= total else None
