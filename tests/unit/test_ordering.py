@@ -12,13 +12,19 @@ import random
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
 from tests.fixtures import order_workers
 from tests.unit.test_delivery import delivered
 from tests.unit.test_topology_load import problems_of
 from topology import loads
+from topology.check import check_references
 from topology.order import OrderBy, parse_order_by
+from workers.cli import cli
+from workers.errors import WorkerError
 from workers.runtime.ordering import KeyLines, key_reader, order_problem, unkeyed_contracts
+from workers.runtime.service import WorkerSettings, run_worker
+from workers.runtime.shutdown import Shutdown
 from workers.worker import Worker
 
 BASE = (
@@ -29,8 +35,6 @@ BASE = (
 
 
 def warnings_of(text: str) -> list[str]:
-    from topology.check import check_references
-
     return [str(p) for p in check_references(loads(text)) if p.severity == "warning"]
 
 
@@ -233,3 +237,36 @@ class TestLines:
         await asyncio.wait_for(entered, 0.1)
         await third.__aexit__(None, None, None)
         assert (lines.keys, lines.waiting) == (0, 0)
+
+
+CHECKED = """
+exchanges: {steps: {}}
+queues: {steps: {bind: [{exchange: steps, routing_key: "#"}]}}
+workers:
+  ordered: {module: tests.fixtures.order_workers, queue: steps, order_by: order_id}
+"""
+
+
+class TestRefusals:
+    async def test_the_worker_refuses_to_start_on_a_field_no_contract_has(self) -> None:
+        settings = WorkerSettings.from_topology(loads(CHECKED), "ordered", "amqp://nowhere:1/")
+        with pytest.raises(WorkerError) as refused:
+            await run_worker(settings, Shutdown())
+        assert str(refused.value) == (
+            "workers.ordered.order_by: no contract worker 'ordered' handles has a field "
+            "'order_id' (their fields: fail_times, fail_until_retried, key, ms, seq); for a "
+            "header write header:order_id"
+        )
+
+    def test_topology_check_names_it(self, tmp_path: Any) -> None:
+        path = tmp_path / "fleet.yaml"
+        path.write_text(CHECKED)
+        result = CliRunner().invoke(cli, ["topology", "check", "--file", str(path)])
+        assert result.exit_code == 1, result.output
+        assert (
+            "error: workers.ordered.order_by: no contract worker 'ordered' handles has a field "
+            "'order_id'" in result.output
+        )
+        path.write_text(CHECKED.replace("order_id", "key"))
+        result = CliRunner().invoke(cli, ["topology", "check", "--file", str(path)])
+        assert result.exit_code == 0, result.output
