@@ -34,6 +34,7 @@ exchanges:
   unordered: {}
   tenants: {}
   flaky: {}
+  metered: {}
 queues:
   ordered: {bind: [{exchange: ordered}]}
   unordered: {bind: [{exchange: unordered}]}
@@ -42,6 +43,7 @@ queues:
     type: classic
     bind: [{exchange: flaky}]
     retry: {attempts: 3, backoff: 80ms, max_backoff: 80ms, delays: [300ms]}
+  metered: {type: classic, bind: [{exchange: metered}]}
 workers:
   ordered:
     {module: tests.fixtures.order_workers, queue: ordered, prefetch: 128, concurrency: 16,
@@ -54,6 +56,9 @@ workers:
   flaky:
     {module: tests.fixtures.order_workers, queue: flaky, prefetch: 32, concurrency: 8,
      order_by: key}
+  metered:
+    {module: tests.fixtures.order_workers, queue: metered, prefetch: 64, concurrency: 16,
+     order_by: key, rate: 400/s, burst: 20}
 """
 
 
@@ -198,6 +203,18 @@ class TestKeys:
             await eventually(lambda: len(order_workers.calls) >= 20, timeout=30, what="20 notes")
         assert sorted(seq for _, seq in order_workers.calls) == list(range(20))
         assert counters[0].processed == 20
+
+    async def test_a_rate_limit_keeps_each_keys_order(self, broker: Broker) -> None:
+        """A delivery waits for its key before its rate-limit turn, so turns of unequal
+        length cannot reorder a key."""
+        topology = await topology_on(broker)
+        steps = plan(keys=10, total=400, seed=4)
+        publish(broker, "metered", [dict(s) for s in steps])
+        async with running(topology, "metered", broker.amqp_url) as counters:
+            await eventually(lambda: len(order_workers.calls) >= 400, timeout=30, what="400 done")
+        assert violations(order_workers.calls) == 0
+        assert (counters[0].processed, counters[0].duplicates) == (400, 0)
+        assert counters[0].throttled > 300
 
 
 class TestRetries:
