@@ -1,6 +1,7 @@
 """One delivery's path, top to bottom:
 
-    read it once (`delivery`) ─▶ its turn, if the stage paces (rate limits: a wait, no slot)
+    (`order_by`: wait, no slot, for the delivery of its key before it: `ordering`)
+    ─▶ read it once (`delivery`) ─▶ its turn, if the stage paces (rate limits: a wait, no slot)
     ─▶ a slot (alone if it may have crashed the last process)
     ─▶ refuse what no stage can use (undecodable properties, a crash loop, a bad version)
     ─▶ the stage: a worker's handlers (`handling`), or a webhook's POST
