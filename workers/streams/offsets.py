@@ -51,7 +51,8 @@ async def offsets(endpoint: StreamEndpoint, streams: dict[str, list[str]]) -> li
     try:
         for stream, names in streams.items():
             await endpoint.require(consumer, stream)
-            end = await _end_offset(endpoint, stream)
+            last = await last_chunk(endpoint, stream)
+            end = None if last is None else last.offset
             rows = []
             for name in names:
                 try:
@@ -66,15 +67,24 @@ async def offsets(endpoint: StreamEndpoint, streams: dict[str, list[str]]) -> li
     return found
 
 
-async def _end_offset(endpoint: StreamEndpoint, stream: str) -> int | None:
-    """The offset of the stream's last message: read from its last chunk (RabbitMQ
+@dataclass(frozen=True)
+class LastMessage:
+    """A stream's last message: its offset and its chunk's timestamp (ms since the epoch)."""
+
+    offset: int
+    timestamp: int
+
+
+async def last_chunk(endpoint: StreamEndpoint, stream: str) -> LastMessage | None:
+    """The stream's last message (None when empty): read from its last chunk (RabbitMQ
     3.10 has no stream-stats command), by an unnamed subscription that stores nothing."""
-    last: int | None = None
+    last: LastMessage | None = None
     arrived = asyncio.Event()
 
     def on_message(_: AMQPMessage, context: MessageContext) -> None:
         nonlocal last
-        last = context.offset if last is None else max(last, context.offset)
+        if last is None or context.offset > last.offset:
+            last = LastMessage(context.offset, context.timestamp)
         arrived.set()
 
     reader = endpoint.consumer()
