@@ -281,8 +281,9 @@ def _summary(done: Replayed, name: str, queue: str, dry_run: bool, filtered: boo
     events = f"{done.replayed:,} event{'' if done.replayed == 1 else 's'}"
     source = f" from {len(done.streams)} partitions of {name}" if len(done.streams) > 1 else ""
     skipped = f" (skipped {done.skipped:,} of other types)" if filtered else ""
-    verb = "would replay" if dry_run else "replayed"
-    return f"{verb} {events}{source} into {queue}{skipped} in {done.seconds:.1f} s"
+    if dry_run:
+        return f"would replay {events}{source} into {queue}{skipped} (read in {done.seconds:.1f} s)"
+    return f"replayed {events}{source} into {queue}{skipped} in {done.seconds:.1f} s"
 
 
 def _streams(topology: Topology | None, name: str | None, extra: list[str]) -> dict[str, list[str]]:

@@ -8,6 +8,7 @@ elsewhere (the topology's workers, or the operator).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 
 from rstream import AMQPMessage, ConsumerOffsetSpecification, MessageContext, OffsetNotFound
@@ -17,8 +18,6 @@ from workers.streams.connect import StreamEndpoint
 
 #: How long to wait for the last chunk before calling a stream empty.
 EMPTY_AFTER = 2.0
-#: The gap after which the last chunk is taken to be complete.
-CHUNK_GAP = 0.3
 
 
 @dataclass(frozen=True)
@@ -77,13 +76,22 @@ class LastMessage:
 
 async def last_chunk(endpoint: StreamEndpoint, stream: str) -> LastMessage | None:
     """The stream's last message (None when empty): read from its last chunk (RabbitMQ
-    3.10 has no stream-stats command), by an unnamed subscription that stores nothing."""
+    3.10 has no stream-stats command), by an unnamed subscription that stores nothing.
+
+    Subscribed at `last`, the broker sends the last chunk first, as one frame whose
+    messages rstream hands over without yielding: once this coroutine runs again, that
+    chunk is complete. Chunks written since may follow in the same step; their
+    timestamps are later, unless written within the same millisecond.
+    """
+    first_chunk: int | None = None  # its timestamp
     last: LastMessage | None = None
     arrived = asyncio.Event()
 
     def on_message(_: AMQPMessage, context: MessageContext) -> None:
-        nonlocal last
-        if last is None or context.offset > last.offset:
+        nonlocal first_chunk, last
+        if first_chunk is None:
+            first_chunk = context.timestamp
+        if context.timestamp == first_chunk and (last is None or context.offset > last.offset):
             last = LastMessage(context.offset, context.timestamp)
         arrived.set()
 
@@ -95,13 +103,8 @@ async def last_chunk(endpoint: StreamEndpoint, stream: str) -> LastMessage | Non
             on_message,
             offset_specification=ConsumerOffsetSpecification(OffsetType.LAST, None),
         )
-        wait = EMPTY_AFTER
-        while True:
-            arrived.clear()
-            try:
-                await asyncio.wait_for(arrived.wait(), wait)
-            except TimeoutError:
-                return last
-            wait = CHUNK_GAP
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(arrived.wait(), EMPTY_AFTER)
+        return last
     finally:
         await reader.close()
