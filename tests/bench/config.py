@@ -19,6 +19,7 @@ class Sizes:
         rss_idle_seconds: how long a latency consumer is watched idling before its load.
         inbox: messages per drain with and without the PostgreSQL inbox.
         outbox: producer transactions per measurement, with and without the outbox.
+        replay: events in the stream `fleet stream replay` publishes into a queue.
     """
 
     drain: int
@@ -29,6 +30,7 @@ class Sizes:
     rss_idle_seconds: float
     inbox: int
     outbox: int
+    replay: int
 
 
 DEFAULT = Sizes(
@@ -40,6 +42,7 @@ DEFAULT = Sizes(
     rss_idle_seconds=1.0,
     inbox=10_000,
     outbox=10_000,
+    replay=50_000,
 )
 # Starting a fleet or FastStream process costs ~0.8 s of imports (overlapped
 # with the pre-fill, but still longer), so --quick keeps every measurement short.
@@ -52,6 +55,7 @@ QUICK = Sizes(
     rss_idle_seconds=0.3,
     inbox=1_500,
     outbox=1_500,
+    replay=10_000,
 )
 DEFAULT_ROUNDS = 5
 QUICK_ROUNDS = 3

@@ -22,9 +22,11 @@ DRAIN = "bench-drain"  # pre-filled, drained by every consumer scenario
 LATENCY = "bench-latency"  # fed by the paced publisher
 FOLLOW = "bench-follow"  # collects the saga step's follow-ons
 PUBLISHED = "bench-published"  # collects the publish scenario's messages
+STREAM = "bench-stream"  # the stream the replay scenario reads (filled once a run)
+REPLAYED = "bench-replayed"  # where the replay scenario publishes
 
 #: Every queue a measurement may leave messages in (purged before each one).
-QUEUES = (DRAIN, LATENCY, FOLLOW, PUBLISHED)
+QUEUES = (DRAIN, LATENCY, FOLLOW, PUBLISHED, REPLAYED)
 
 MODULE = "tests.bench.contenders.fleet_workers"
 PREFETCH = 256
@@ -55,6 +57,8 @@ queues:
   {PUBLISHED}:
     type: classic
     bind: [{{exchange: {ORDERS}, routing_key: order.placed}}]
+  {STREAM}: {{type: stream}}
+  {REPLAYED}: {{type: classic}}
 workers:
   drain: {{module: {MODULE}, queue: {DRAIN}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
   # The same worker with the inbox's group commit (scenario f).

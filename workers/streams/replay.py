@@ -270,7 +270,11 @@ class _Sink:
         loop = asyncio.get_running_loop()
         self._clock = loop.time
         self._bucket = None if rate is None else TokenBucket(rate, now=self._clock())
+        # A semaphore and a done callback: asyncio.wait over the window, once per
+        # publish, cost more than the publish itself.
+        self._room = asyncio.Semaphore(WINDOW)
         self._pending: set[asyncio.Future[None]] = set()
+        self._failure: BaseException | None = None
 
     @classmethod
     async def open(cls, connection: AbstractConnection, queue: str, rate: float | None) -> _Sink:
@@ -279,42 +283,59 @@ class _Sink:
 
     async def send(self, body: bytes, properties: Basic.Properties) -> None:
         """Publish (in order: tasks start in the order they are made); waits for a
-        token, and for room in the window."""
+        token, and for room in the window.
+
+        Raises:
+            ReplayFailed: an earlier publish was returned or nacked.
+        """
         if self._bucket is not None:
             wait = self._bucket.take(self._clock())
             if wait:
                 await asyncio.sleep(wait)
-        if len(self._pending) >= WINDOW:
-            await self._wait(asyncio.FIRST_COMPLETED)
-        self._pending.add(
-            asyncio.ensure_future(
-                self._publisher.publish(
-                    body, exchange="", routing_key=self._queue, properties=properties
-                )
+        await self._room.acquire()
+        self._raise_failure()
+        publish = asyncio.ensure_future(
+            self._publisher.publish(
+                body, exchange="", routing_key=self._queue, properties=properties
             )
         )
+        self._pending.add(publish)
+        publish.add_done_callback(self._confirmed)
 
     async def settle(self) -> None:
-        """Wait for every confirm."""
-        while self._pending:
-            await self._wait(asyncio.ALL_COMPLETED)
+        """Wait for every confirm.
+
+        Raises:
+            ReplayFailed: a publish was returned or nacked.
+        """
+        if self._pending:
+            await asyncio.wait(set(self._pending))
+        self._raise_failure()
 
     def abandon(self) -> None:
         """Stop waiting for confirms still due (the replay failed, or was interrupted)."""
-        for publish in self._pending:
+        for publish in list(self._pending):
             publish.cancel()
-        self._pending.clear()
 
-    async def _wait(self, until: str) -> None:
-        done, self._pending = await asyncio.wait(self._pending, return_when=until)
-        for publish in done:
-            try:
-                publish.result()
-            except PublishFailed as exc:
-                raise ReplayFailed(
-                    f"the broker did not take a replayed event for queue {self._queue!r} "
-                    f"({exc}): was the queue deleted?"
-                ) from None
+    def _confirmed(self, publish: asyncio.Future[None]) -> None:
+        self._pending.discard(publish)
+        self._room.release()
+        if publish.cancelled():
+            return
+        failure = publish.exception()
+        if failure is not None and self._failure is None:
+            self._failure = failure
+
+    def _raise_failure(self) -> None:
+        """A failed publish ends the replay: the events after it are not sent."""
+        failure = self._failure
+        if isinstance(failure, PublishFailed):
+            raise ReplayFailed(
+                f"the broker did not take a replayed event for queue {self._queue!r} "
+                f"({failure}): was the queue deleted?"
+            )
+        if failure is not None:
+            raise failure
 
 
 class _Reader:

@@ -1,4 +1,4 @@
-"""fleet's real runtime: `run_worker` on uvloop, or its Publisher.
+"""fleet's real runtime: `run_worker` on uvloop, its Publisher, or `fleet stream replay`.
 
 Consumers load the bench topology, build WorkerSettings and run
 `run_worker(settings, Shutdown())` through `workers.runtime.loop.run` (uvloop),
@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from collections.abc import MutableMapping
 from typing import Any
 
@@ -23,7 +24,7 @@ from tests.bench.child import Signals
 from tests.bench.contenders import fleet_workers
 from tests.bench.contenders.fleet_api import event_sender, worker_settings
 from tests.bench.payload import ORDER
-from tests.bench.probe import Probe, now
+from tests.bench.probe import Probe, now, peak_rss_kb
 from tests.bench.protocol import Job, Outcome, phases
 from workers.runtime.connection import publishing_channel
 from workers.runtime.loop import run as run_on_fleet_loop
@@ -47,6 +48,9 @@ def run(job: Job, signals: Signals) -> Outcome:
     if job.role == "publish":
         signals.ready()
         return run_on_fleet_loop(_publish(job))
+    if job.role == "replay":
+        signals.ready()
+        return run_on_fleet_loop(_replay(job))
     marks: dict[str, tuple[float, float]] = {}
     _watch_logs(marks)
     settings = worker_settings(
@@ -109,6 +113,28 @@ async def _publish(job: Job) -> Outcome:
         end = now()
     probe.count = job.expected
     return probe.outcome(*end)
+
+
+async def _replay(job: Job) -> Outcome:
+    """What `fleet stream replay bench-stream --since 1d --into QUEUE` runs, timed whole:
+    finding the window's ends, reading, publishing, the last confirm, closing."""
+    from workers.streams.connect import StreamEndpoint
+    from workers.streams.replay import replay
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    done = await replay(
+        StreamEndpoint.from_amqp_url(job.url),
+        job.url,
+        layout.STREAM,
+        job.queue,
+        since_ms=int(time.time() * 1000) - 86_400_000,
+    )
+    return Outcome(
+        count=done.replayed,
+        seconds=time.perf_counter() - started,
+        cpu_seconds=time.process_time() - cpu_started,
+        max_rss_kb=peak_rss_kb(),
+    )
 
 
 def _record_spans() -> None:

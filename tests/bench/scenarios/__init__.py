@@ -21,6 +21,7 @@ from tests.bench.scenarios import (
     observe,
     outbox,
     publish,
+    replay,
     saga,
     scale,
 )
@@ -36,6 +37,7 @@ SCENARIOS: dict[str, Scenario] = {
     "observe": observe.run,
     "outbox": outbox.run,
     "console": console.run,
+    "replay": replay.run,
     "scale": scale.run,
     "batch": batch.run,
 }
