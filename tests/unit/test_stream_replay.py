@@ -7,6 +7,7 @@ delivers them; the integration tests check RabbitMQ's own conversion of 0.9.1 me
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
@@ -16,7 +17,8 @@ from rstream import AMQPMessage, Header, Properties, amqp_decoder
 
 from contracts import derive_message_id
 from workers.cli.stream import _summary
-from workers.streams.replay import Replayed, parse_time, republished
+from workers.streams import replay as replay_module
+from workers.streams.replay import Replayed, ReplayFailed, Span, _Reader, parse_time, republished
 
 NOW = int(datetime(2026, 5, 1, 12, 0, tzinfo=UTC).timestamp() * 1000)
 
@@ -147,3 +149,32 @@ class TestSummary:
             _summary(done, "c", "audit", dry_run=True, filtered=False)
             == "would replay 1 event from 3 partitions of c into audit (read in 0.3 s)"
         )
+
+
+class TestStall:
+    async def test_a_stream_that_stops_delivering_short_of_its_end_is_an_error(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Never a hang: the span's end never comes, nothing more is read."""
+        monkeypatch.setattr(replay_module, "STALL_TIMEOUT", 0.05)
+        reader = _Reader(Replayed(), None, None, total=10, progress=None)
+        with pytest.raises(ReplayFailed, match=r"delivered nothing for .* short of its end"):
+            await reader._until_done(asyncio.Event(), Span("events", 0, 9))
+
+    async def test_a_slow_stream_that_keeps_delivering_is_waited_for(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(replay_module, "STALL_TIMEOUT", 0.05)
+        reader = _Reader(Replayed(), None, None, total=10, progress=None)
+        done = asyncio.Event()
+
+        async def trickle() -> None:
+            for read in range(1, 11):
+                await asyncio.sleep(0.03)  # each event within the stall timeout
+                reader._read = read
+            done.set()
+
+        task = asyncio.create_task(trickle())
+        await reader._until_done(done, Span("events", 0, 9))
+        await task
+        assert reader._read == 10

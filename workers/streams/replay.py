@@ -47,6 +47,9 @@ WINDOW = 1024
 PROGRESS_EVERY = 0.1
 #: How long the broker may take to deliver a window's first chunk.
 LOCATE_TIMEOUT = 30.0
+#: Seconds without a delivered event before a replay short of its end gives up
+#: (the stream truncated or deleted under it, a lost connection): never a hang.
+STALL_TIMEOUT = 30.0
 
 #: Where RabbitMQ keeps a 0.9.1 message's properties that AMQP 1.0 has no field for.
 _TYPE = "x-basic-type"
@@ -396,13 +399,29 @@ class _Reader:
                 decoder=amqp_decoder,
                 offset_specification=ConsumerOffsetSpecification(OffsetType.OFFSET, span.first),
             )
-            await done.wait()
+            await self._until_done(done, span)
         finally:
             # Closed while the next span is read: an rstream close takes 0.2 s or more.
             self._closing.append(asyncio.ensure_future(consumer.close()))
         if failure:
             raise failure[0]
         self._read = read_before + span.size
+
+    async def _until_done(self, done: asyncio.Event, span: Span) -> None:
+        """Wait for the span's end; a stream that delivers nothing for STALL_TIMEOUT
+        seconds short of it is an error naming where the replay stopped."""
+        while True:
+            seen = self._read
+            try:
+                await asyncio.wait_for(done.wait(), STALL_TIMEOUT)
+                return
+            except TimeoutError:
+                if self._read == seen:
+                    raise ReplayFailed(
+                        f"stream '{span.stream}' delivered nothing for {STALL_TIMEOUT:.0f} s "
+                        f"short of its end (read {self._read:,} of {self._total:,} events; "
+                        f"stopped before offset {span.last:,}): was it truncated or deleted?"
+                    ) from None
 
     async def close(self) -> None:
         """Wait for every subscription's connection to close."""
