@@ -41,9 +41,12 @@ from topology.names import (
     WEBHOOKS_PROCESS,
     broker_user,
     failure_exchange,
+    stream_lock_queue,
+    stream_worker_base,
     webhook_queue,
 )
 from topology.resources import Permissions, TopicPermission, UserDecl
+from topology.streams import streams_of
 
 #: The names RabbitMQ gives queues declared with an empty name (the ingress's
 #: answer queues). A client cannot declare a name with the reserved `amq.`
@@ -89,7 +92,18 @@ def worker_user(topology: Topology, name: str, wiring: WorkerWiring) -> UserDecl
     exchange if its handlers emit anything and its `faults` exchange if it has one,
     with only the routing keys it sends (``fault.<key>`` for faults) on a topic one."""
     spec = topology.workers[name]
-    write = [failure_exchange(spec.queue)]
+    consumed = topology.queues.get(spec.queue)
+    configure, read = "", [spec.queue]
+    if consumed is not None and consumed.type == "stream":
+        # Its failure exchange is its own (many workers read one stream); its
+        # replicas take turns by declaring an exclusive lock queue per partition.
+        write = [failure_exchange(stream_worker_base(spec.queue, name))]
+        configure = pattern(
+            [stream_lock_queue(s, spec.consumer or name) for s in streams_of(spec.queue, consumed)]
+        )
+        read = streams_of(spec.queue, consumed)
+    else:
+        write = [failure_exchange(spec.queue)]
     sent: dict[str, list[str]] = {}
     if spec.publish_to is not None and wiring.emits:
         sent[spec.publish_to] = [e.routing_key for e in wiring.emits]
@@ -106,7 +120,7 @@ def worker_user(topology: Topology, name: str, wiring: WorkerWiring) -> UserDecl
         name=broker_user(topology.access.prefix, name),
         process=f"worker {name}",
         tags=["management"] if topology.access.management else [],
-        permissions=Permissions(write=pattern(write), read=pattern([spec.queue])),
+        permissions=Permissions(configure=configure, write=pattern(write), read=pattern(read)),
         topics=topics,
     )
 

@@ -33,7 +33,7 @@ from topology.names import (
 from topology.order import order_problems
 from topology.problems import Problem
 from topology.routing import routes
-from topology.stream_check import stream_problems
+from topology.stream_check import stream_problems, stream_worker_problems
 from topology.versions import Version, version_problems
 
 #: Queue arguments fleet sets itself; a file that sets them would break retries
@@ -144,16 +144,9 @@ def check_references(topology: Topology, rabbitmq: Version | None = None) -> lis
             problems.append(
                 Problem(f"{path}.queue", f"unknown queue {worker.queue!r}{_known(queues)}")
             )
-        elif consumed.type == "stream":
-            problems.append(
-                Problem(
-                    f"{path}.queue",
-                    f"queue {worker.queue!r} is a stream: streams are "
-                    "for replay and audit, workers consume classic or "
-                    "quorum queues",
-                )
-            )
-        elif consumed.delay is not None:
+        else:
+            problems += stream_worker_problems(name, worker, consumed)
+        if consumed is not None and consumed.delay is not None:
             problems.append(
                 Problem(
                     f"{path}.queue",

@@ -17,7 +17,13 @@ from topology.model import (
     Topology,
     WebhookSubscription,
 )
-from topology.names import dead_letter_queue, failure_exchange, retry_queue, webhook_queue
+from topology.names import (
+    dead_letter_queue,
+    failure_exchange,
+    retry_queue,
+    stream_worker_base,
+    webhook_queue,
+)
 from topology.problems import Problem
 from topology.resources import BindingDecl, ExchangeDecl, QueueDecl, Resources
 from topology.streams import stream_queues, super_stream_bindings, super_stream_exchange
@@ -59,6 +65,13 @@ def expand(topology: Topology) -> Resources:
             resources.bindings += super_stream_bindings(name, queue.partitions)
         if queue.type != "stream" and queue.delay is None:  # nothing consumes those two
             _add_failure_exchange(resources, name, declared)
+    for name, worker in topology.workers.items():
+        consumed = topology.queues.get(worker.queue)
+        if consumed is not None and consumed.type == "stream":
+            base = stream_worker_base(worker.queue, name)
+            parked = _stream_worker_dead_letters(base)
+            resources.queues.append(_with(parked, replicas))
+            _add_failure_exchange(resources, base, [parked])
     for name, subscription in topology.webhooks.items():
         queue = webhook_work_queue(name, subscription)
         declared = _queues(webhook_queue(name), queue)
@@ -172,6 +185,17 @@ def _queues(name: str, queue: Queue) -> list[QueueDecl]:
         ),
     )
     return [work, *retries, parked]
+
+
+def _stream_worker_dead_letters(base: str) -> QueueDecl:
+    """A stream worker's dead-letter queue: quorum, whatever the stream (a stream
+    cannot be read by `fleet dlq`, nor have a message taken out)."""
+    return QueueDecl(
+        name=dead_letter_queue(base),
+        type="quorum",
+        durable=True,
+        arguments={"x-delivery-limit": DEAD_LETTER_DELIVERY_LIMIT},
+    )
 
 
 def _replicas(count: int | None) -> dict[str, Any]:

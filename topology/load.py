@@ -40,6 +40,7 @@ from topology.nodes import split_urls
 from topology.problems import Problem, errors
 from topology.rate import Rate
 from topology.size import ByteSize
+from topology.stream_start import StreamStart
 
 S = TypeVar("S", bound=msgspec.Struct)
 _SECTIONS: dict[str, type[msgspec.Struct]] = {
@@ -280,6 +281,8 @@ def _dec_hook(target: type, value: Any) -> Any:
         return ByteSize.parse(value)
     if target is Rate:
         return Rate.parse(value)
+    if target is StreamStart:
+        return StreamStart.parse(value)
     raise NotImplementedError(f"unsupported type {target!r}")
 
 

@@ -14,6 +14,7 @@ from topology.breaker import CircuitBreaker
 from topology.duration import Duration
 from topology.rate import Rate
 from topology.size import ByteSize
+from topology.stream_start import StreamStart
 
 ExchangeType = Literal["topic", "direct", "fanout", "headers"]
 QueueType = Literal["quorum", "classic", "stream"]
@@ -184,6 +185,12 @@ class WorkerSpec(_Spec, frozen=True):
     # field of the event, `order_id`, or a header, `header:x-tenant`) are handled one
     # after another, different keys concurrently (docs/concepts/flow-control.md).
     order_by: str | None = None
+    # Workers on a stream (docs/concepts/streams.md): where a consumer with no stored
+    # offset starts (first, last, next, an offset, 2h back, an ISO time), and the
+    # name its offsets are stored under (default: the worker's name). A new name
+    # reads the stream again from `from`.
+    start: StreamStart | None = msgspec.field(default=None, name="from")
+    consumer: str | None = None
 
 
 #: The ingress's default body limit: 1 MiB.

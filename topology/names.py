@@ -8,6 +8,7 @@ RETRY_INFIX = ".retry."
 WEBHOOK_PREFIX = "webhook."
 DEAD_SUFFIX = ".dead"
 FAILURES_SUFFIX = ".failures"
+LOCK_PREFIX = "fleet.lock."
 #: The queue holding the last applied topology (see `topology.record`).
 RECORD_QUEUE = "fleet.topology"
 
@@ -32,6 +33,19 @@ def failure_exchange(queue: str) -> str:
     let a process put messages into any queue of the vhost.
     """
     return f"{queue}{FAILURES_SUFFIX}"
+
+
+def stream_worker_base(stream: str, worker: str) -> str:
+    """``order-events`` + ``reporting`` → ``order-events.reporting``: what a stream
+    worker's dead-letter queue and failure exchange are named after. Not the stream's
+    own name: many workers read one stream, each parks in a queue of its own."""
+    return f"{stream}.{worker}"
+
+
+def stream_lock_queue(stream: str, consumer: str) -> str:
+    """``order-events-0`` + ``reporting`` → ``fleet.lock.order-events-0.reporting``: the
+    exclusive queue whose owner is the one replica reading that stream as that consumer."""
+    return f"{LOCK_PREFIX}{stream}.{consumer}"
 
 
 def is_derived(name: str) -> bool:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from topology.model import Queue, Topology
+from topology.model import Queue, Topology, WorkerSpec
 from topology.problems import Problem
 from topology.streams import RETENTION_ARGUMENTS, whole_seconds
 
@@ -81,3 +81,22 @@ def stream_problems(topology: Topology, name: str, queue: Queue) -> list[Problem
             )
         )
     return problems
+
+
+def stream_worker_problems(name: str, worker: WorkerSpec, queue: Queue) -> list[Problem]:
+    """A worker's stream settings (`from`, `consumer`) on a queue that is no stream,
+    or a stream's retry delays, which a stream worker cannot use."""
+    path = f"workers.{name}"
+    if queue.type != "stream":
+        return [
+            Problem(
+                f"{path}.{setting}",
+                f"only a worker on a stream has {what}; queue {worker.queue!r} is "
+                f"{queue.type} (remove it)",
+            )
+            for setting, what in (("from", "a start"), ("consumer", "a consumer name"))
+            if (worker.start if setting == "from" else worker.consumer) is not None
+        ]
+    if worker.consumer is not None and not worker.consumer.strip():
+        return [Problem(f"{path}.consumer", "a consumer name cannot be empty")]
+    return []

@@ -50,6 +50,11 @@ def partition_names(name: str, partitions: int) -> list[str]:
     return [f"{name}-{i}" for i in range(partitions)]
 
 
+def streams_of(name: str, queue: Queue) -> list[str]:
+    """The streams a reader of `name` reads: the stream, or each partition."""
+    return [name] if queue.partitions is None else partition_names(name, queue.partitions)
+
+
 def stream_queues(name: str, queue: Queue) -> list[QueueDecl]:
     """The stream itself, or each partition of a super stream, with its retention."""
     arguments = {**queue.arguments, **retention_arguments(queue.stream)}

@@ -265,18 +265,16 @@ class TestBrokenTopology:
             "workers.a.publish_to: unknown exchange 'inventory' (known: orders, payments)"
         ]
 
-    def test_a_worker_on_a_stream_is_refused(self) -> None:
-        """Streams are for replay and audit; workers consume classic or quorum queues."""
+    def test_a_worker_on_a_stream_loads(self) -> None:
+        """A worker may read a stream (docs/concepts/streams.md); it starts at `next`
+        unless told otherwise."""
         # Given
         text = EXCHANGES + (
             "queues:\n  audit: {type: stream, bind: [{exchange: orders}]}\n"
             "workers:\n  audit: {module: m, queue: audit}\n"
         )
         # When / Then
-        assert problems_of(text) == [
-            "workers.audit.queue: queue 'audit' is a stream: streams are for replay and "
-            "audit, workers consume classic or quorum queues"
-        ]
+        assert loads(text).workers["audit"].start is None
 
     def test_a_zero_prefetch_is_refused(self) -> None:
         """Counts are positive."""

@@ -72,6 +72,15 @@ def worker() -> None:
     help="PostgreSQL URL for the inbox (env FLEET_DATABASE_URL): deduplicates across processes "
     "and restarts. Without it, only redeliveries to this process are caught.",
 )
+@click.option(
+    "--stream-port",
+    envvar="FLEET_STREAM_PORT",
+    type=click.IntRange(1, 65535),
+    default=5552,
+    show_default=True,
+    help="Workers on a stream: the stream protocol's port on the broker's host "
+    "(env FLEET_STREAM_PORT).",
+)
 @metrics_port_option
 @file_option
 @url_option
@@ -86,6 +95,7 @@ def run_command(
     topology_file: str | None,
     url: str | None,
     management_url: str | None,
+    stream_port: int,
 ) -> None:
     """Run worker NAME until SIGTERM or Ctrl-C.
 
@@ -95,6 +105,10 @@ def run_command(
     itself when the broker restarts; given several nodes, it fails over to the
     next when its node goes away. The first signal drains in-flight work;
     a second one stops at once (unfinished messages are requeued).
+
+    A worker whose queue is a stream reads it over the stream protocol instead:
+    the same handlers, one replica per stream (partition) at a time, its offset
+    stored on the broker (or, with a database, in the handler's transaction).
 
     Serves Prometheus metrics on --metrics-port (its queue's lag included) and
     records trace spans when the OTEL_* variables name an exporter.
@@ -113,6 +127,7 @@ def run_command(
             database_url=database_url,
             metrics_port=port or None,
             management_url=management_url,
+            stream_port=stream_port,
         )
     except KeyError as exc:
         raise click.UsageError(str(exc.args[0])) from None
@@ -120,9 +135,17 @@ def run_command(
     tracing.configure(f"fleet.{name}")
     shutdown = Shutdown()
 
+    on_stream = topology.queues[settings.topology.worker(name).queue].type == "stream"
+
     async def main() -> None:
         shutdown.install()
-        await run_worker(settings, shutdown)
+        if on_stream:
+            # Imported here: a queue worker never loads the stream client.
+            from workers.streams.service import run_stream_worker
+
+            await run_stream_worker(settings, shutdown)
+        else:
+            await run_worker(settings, shutdown)
 
     run(main())
 

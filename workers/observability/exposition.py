@@ -106,6 +106,22 @@ class FleetCollector(Collector):
             if metrics.breaker is not None:
                 breaker_state.add_metric([w, q], STATE_VALUES[metrics.breaker.state])
                 breaker_opened.add_metric([w, q], metrics.breaker.opened)
+        lost = CounterMetricFamily(
+            "fleet_stream_offsets_lost",
+            "Stream offsets a consumer never read: retention removed them before it resumed.",
+            labels=["worker", "stream"],
+        )
+        position = GaugeMetricFamily(
+            "fleet_stream_offset",
+            "The last stream offset the worker processed (or parked).",
+            labels=["worker", "stream"],
+        )
+        for metrics in list(self.workers):
+            w, q = metrics.worker, metrics.queue
+            for stream, count in list(metrics.stream_offsets_lost.items()):
+                lost.add_metric([w, stream], count)
+            for stream, offset in list(metrics.stream_offsets.items()):
+                position.add_metric([w, stream], offset)
             for name, stats in list(metrics.types.items()):
                 labels = [w, q, name]
                 received.add_metric(labels, stats.received)
@@ -140,7 +156,7 @@ class FleetCollector(Collector):
         yield from (received, processed, failed, duplicates, throttled, throttled_seconds)
         yield from (retried, dead)
         yield from (handler, latency, confirm, in_flight, ready, unacked, consumers, polls_failed)
-        yield from (breaker_state, breaker_opened)
+        yield from (breaker_state, breaker_opened, lost, position)
 
 
 def _counter(name: str, documentation: str) -> CounterMetricFamily:

@@ -117,6 +117,10 @@ class WorkerMetrics:
         self.confirm_seconds = Histogram(DURATION_BUCKETS)
         self.queues: dict[str, QueueDepth] = {}
         self.lag_polls_failed = 0
+        #: Stream workers: offsets lost to retention (by stream), and the last offset
+        #: processed (by stream).
+        self.stream_offsets_lost: dict[str, int] = {}
+        self.stream_offsets: dict[str, int] = {}
         #: Deliveries received and not yet settled, read at scrape time.
         self.in_flight: Callable[[], int] = lambda: 0
         #: The circuit breaker's state (`breaker` in the topology); None without one.

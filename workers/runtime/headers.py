@@ -32,6 +32,9 @@ QUEUE = "x-fleet-queue"
 # Set by the frame decoder when a property of the delivery could not be
 # decoded (a timestamp out of range, a malformed header table): what was wrong.
 UNDECODABLE = "x-fleet-undecodable"
+# On a stream worker's parked message: the stream (partition) and offset it was read at.
+STREAM = "x-fleet-stream"
+STREAM_OFFSET = "x-fleet-stream-offset"
 # On a failure copy whose original headers could not be written back: why not.
 DROPPED_HEADERS = "x-fleet-dropped-headers"
 
@@ -47,4 +50,6 @@ FAILURE_HEADERS = (
     REASON,
     WORKER,
     QUEUE,
+    STREAM,
+    STREAM_OFFSET,
 )

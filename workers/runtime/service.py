@@ -66,6 +66,8 @@ class WorkerSettings:
     # a port serves /metrics there.
     metrics_port: int | None = None
     management_url: str | None = None
+    # Workers on a stream: the stream protocol's port (workers.streams.connect.STREAM_PORT).
+    stream_port: int = 5552
 
     @classmethod
     def from_topology(
@@ -80,6 +82,7 @@ class WorkerSettings:
         database_url: str | None = None,
         metrics_port: int | None = None,
         management_url: str | None = None,
+        stream_port: int = 5552,
     ) -> WorkerSettings:
         """Settings for worker `name`, the CLI's overrides winning over the file."""
         spec = topology.worker(name)
@@ -94,6 +97,7 @@ class WorkerSettings:
             database_url=database_url,
             metrics_port=metrics_port,
             management_url=management_url,
+            stream_port=stream_port,
         )
 
     def make_observer(self) -> Observer | None:

@@ -4,10 +4,11 @@ with the errors an operator can act on."""
 from __future__ import annotations
 
 import errno
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
-from rstream import Consumer
+from rstream import Consumer, OnClosedErrorInfo
 
 from workers.errors import WorkerError
 
@@ -41,16 +42,23 @@ class StreamEndpoint:
             password=unquote(parts.password or "guest"),
         )
 
-    def consumer(self) -> Consumer:
-        """An rstream consumer (not yet started) on this endpoint."""
+    def consumer(
+        self,
+        name: str = "fleet stream",
+        on_close: Callable[[OnClosedErrorInfo], Awaitable[None] | None] | None = None,
+    ) -> Consumer:
+        """An rstream consumer (not yet started) on this endpoint, its connections named
+        `name`; `on_close` is told when a connection closes or a stream changes (rstream
+        itself does not reconnect: its recovery is off by default)."""
         return Consumer(
             self.host,
             self.port,
             username=self.username,
             password=self.password,
             vhost=self.vhost,
-            connection_name="fleet stream",
+            connection_name=name,
             max_retries=1,
+            on_close_handler=on_close,
         )
 
     async def start(self, consumer: Consumer) -> None:
