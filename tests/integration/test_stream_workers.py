@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import aio_pika
 
@@ -16,7 +17,7 @@ from tests.integration.conftest import ROOT
 from topology import load
 from topology.apply import apply
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect
+from workers.testing import WorkerProcess, collect, eventually
 
 TOPOLOGY = """
 exchanges:
@@ -122,3 +123,117 @@ class TestReading:
         assert parked[0].headers[h.STREAM] == "sales-log"
         assert parked[0].headers[h.WORKER] == "tally"
         assert parked[0].body == b'{"sale_id": 2}'
+
+
+def sales_of(answers: list[Any]) -> list[str]:
+    """The sale ids answered, in order (offsets are not all messages: RabbitMQ writes
+    stored offsets into the stream too, so they are not counted on)."""
+    return [a.json()["sale_id"] for a in answers]
+
+
+class TestResuming:
+    async def test_a_restarted_worker_resumes_after_its_stored_offset(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """Stopped with SIGTERM, the worker stores its offset; the next process reads
+        on from there: every event once, none twice."""
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(i) for i in range(10)])
+        with worker(broker, path):
+            first = await collect(broker.amqp_url, "seen", 10)
+        await publish(broker.amqp_url, [sale(i) for i in range(10, 20)], start=10)
+        with worker(broker, path) as second:
+            later = await collect(broker.amqp_url, "seen", 10)
+        assert sales_of(first) == [f"s-{i}" for i in range(10)]
+        assert sales_of(later) == [f"s-{i}" for i in range(10, 20)]
+        [consuming] = [e for e in second.logs if e["event"] == "stream.consuming"]
+        assert (consuming["start"], consuming["stored"]) == ("offset 10", 9)
+        assert not second.events("stream.offsets_lost")
+
+    async def test_a_dropped_stream_connection_resumes_where_it_was_with_nothing_lost(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """The broker closes the worker's stream connection (management API): the worker
+        reconnects and reads on after the last offset it finished."""
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(i) for i in range(10)])
+        with worker(broker, path) as process:
+            first = await collect(broker.amqp_url, "seen", 10)
+            closed = await eventually(
+                lambda: close_stream_connection(broker, "fleet worker tally"),
+                what="the worker's stream connection, closed",
+                timeout=30,
+            )
+            await eventually(
+                lambda: any(e["event"] == "stream.connection_lost" for e in process.logs),
+                what="the worker noticing",
+            )
+            await publish(broker.amqp_url, [sale(i) for i in range(10, 20)], start=10)
+            later = await collect(broker.amqp_url, "seen", 10)
+        assert closed
+        assert sales_of(first + later) == [f"s-{i}" for i in range(20)]
+        starts = [e["start"] for e in process.logs if e["event"] == "stream.consuming"]
+        assert starts == ["from first", "offset 10"]
+
+
+def close_stream_connection(broker: Broker, name: str) -> bool:
+    """Close the stream connection of the test's vhost called `name`; False while the
+    management API does not list it yet (it lists connections every few seconds)."""
+    with broker.api() as api:
+        listed = api.get(f"/api/vhosts/{quote(broker.vhost, safe='')}/connections").json()
+        for connection in listed:
+            properties = connection.get("client_properties") or {}
+            if connection.get("protocol") == "stream" and properties.get("connection_name") == name:
+                api.delete(f"/api/connections/{quote(connection['name'], safe='')}")
+                return True
+    return False
+
+
+class TestReplicas:
+    async def test_one_replica_reads_and_the_other_takes_over_when_it_dies(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """Two replicas of one worker: one reads, the other stands by; killed, the
+        reader's lock goes with its connection and the standby reads on from the
+        stored offset. Every event is answered; only those after the last store
+        (at most a second's worth) may be answered twice."""
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(i) for i in range(10)])
+        active = worker(broker, path).start()
+        standby = worker(broker, path)
+        standby.ready_event = "stream.standby"
+        try:
+            standby.start()
+            first = await collect(broker.amqp_url, "seen", 10)
+            assert not any(e["event"] == "stream.consuming" for e in standby.logs)
+            await eventually(
+                lambda: stored_offset(broker, "sales-log", "tally"),
+                what="the active replica storing offset 9",
+            )
+            active.kill()
+            await eventually(
+                lambda: any(e["event"] == "stream.consuming" for e in standby.logs),
+                what="the standby taking over",
+                timeout=30,
+            )
+            await publish(broker.amqp_url, [sale(i) for i in range(10, 20)], start=10)
+            later = await collect(broker.amqp_url, "seen", 10)
+        finally:
+            active.stop()
+            standby.stop()
+        assert sales_of(first + later) == [f"s-{i}" for i in range(20)]  # none twice: offset
+        # 9 was stored before the kill
+        [took_over] = [e for e in standby.logs if e["event"] == "stream.consuming"]
+        assert took_over["start"] == "offset 10"
+
+
+async def stored_offset_of(broker: Broker, stream: str, consumer: str) -> int | None:
+    from workers.streams.connect import StreamEndpoint
+    from workers.streams.offsets import offsets
+
+    [found] = await offsets(StreamEndpoint.from_amqp_url(broker.amqp_url), {stream: [consumer]})
+    return found.consumers[0].offset
+
+
+async def stored_offset(broker: Broker, stream: str, consumer: str, wanted: int = 9) -> bool:
+    return await stored_offset_of(broker, stream, consumer) == wanted

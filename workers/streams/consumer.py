@@ -80,7 +80,7 @@ class StreamConsumer:
         self._positions = positions
         self._claims = claims
         self._on_lost = on_lost
-        #: Per stream: the offset expected next (None: wherever the start put it).
+        #: Per stream: the last offset done, read again to prove nothing after it is gone.
         self.expected: dict[str, int | None] = {}
         #: Per stream: the offset after the last one done, across reconnects.
         self.resume: dict[str, int] = resume if resume is not None else {}
@@ -100,8 +100,10 @@ class StreamConsumer:
         if self.stopping:
             return
         stream, offset = context.stream, context.offset
+        if stream in self.expected:
+            self._check_gap(stream, offset)
         if offset < self.resume.get(stream, 0):
-            return  # the start of a chunk we had read already
+            return  # done already: the offset re-read to check, or the start of its chunk
         self._busy += 1
         self._idle.clear()
         try:
@@ -118,7 +120,6 @@ class StreamConsumer:
                 self._idle.set()
 
     async def _consume(self, message: AMQPMessage, stream: str, offset: int) -> None:
-        self._check_gap(stream, offset)
         delivery = stream_delivery(message, stream=stream, offset=offset)
         if self._pace is not None:
             wait, _ = self._pace(delivery)
@@ -141,18 +142,24 @@ class StreamConsumer:
             self._on_done(stream, offset)
 
     def _check_gap(self, stream: str, offset: int) -> None:
-        """Say so when the first offset read is past the one expected: retention
-        removed the messages between before this consumer read them."""
-        expected = self.expected.pop(stream, None)
-        if expected is None or offset <= expected:
+        """Say so when the first offset read is past the one expected.
+
+        A consumer resumes by reading its last offset done again: if the stream
+        still holds it, nothing after it is gone. Offsets are not all messages
+        (RabbitMQ writes offset tracking into the stream too), so a gap between
+        two messages means nothing; a last offset that is gone means retention
+        removed it and whatever followed it before the first offset still kept.
+        """
+        expected = self.expected.pop(stream)
+        if expected is None or offset <= expected + 1:
             return
-        lost = offset - expected
+        lost = offset - expected - 1
         log.error(
             "stream.offsets_lost",
             worker=self.stage.name,
             stream=stream,
             lost=lost,
-            expected=expected,
+            last_done=expected,
             resumed_at=offset,
             why="the stream's retention removed them before this consumer read them",
         )

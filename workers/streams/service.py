@@ -325,14 +325,17 @@ async def _subscribe(
     stored = await positions.stored(stream)
     after = max(-1 if stored is None else stored, run.resume.get(stream, 0) - 1)
     if after >= 0:
-        start = ConsumerOffsetSpecification(OffsetType.OFFSET, after + 1)
-        consumer.expected[stream] = after + 1
+        # From the last offset done, not the one after: reading it again proves the
+        # stream still holds what follows (`StreamConsumer._check_gap`); it is skipped.
+        start = ConsumerOffsetSpecification(OffsetType.OFFSET, after)
+        consumer.expected[stream] = after
+        run.resume[stream] = after + 1
         shown = f"offset {after + 1}"
     else:
         wanted = run.spec.start or StreamStart("next")
         start = offset_specification(wanted)
-        if wanted.kind == "offset":
-            consumer.expected[stream] = wanted.value
+        if wanted.kind == "offset" and wanted.value:
+            consumer.expected[stream] = wanted.value - 1
         shown = f"from {wanted}"
     await reader.subscribe(
         stream,
