@@ -11,9 +11,12 @@ from typing import Any
 from urllib.parse import quote
 
 import aio_pika
+import asyncpg
+import pytest
 
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT
+from tests.integration.test_metrics import free_port, scrape
 from topology import load
 from topology.apply import apply
 from workers.runtime import headers as h
@@ -237,3 +240,131 @@ async def stored_offset_of(broker: Broker, stream: str, consumer: str) -> int | 
 
 async def stored_offset(broker: Broker, stream: str, consumer: str, wanted: int = 9) -> bool:
     return await stored_offset_of(broker, stream, consumer) == wanted
+
+
+class TestFailures:
+    async def test_no_stream_protocol_on_the_port_is_one_line_naming_the_plugin(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """A wrong stream port stands for the plugin being off: the worker exits 1
+        saying what to enable, without a traceback."""
+        path = await write_topology(tmp_path, broker)
+        process = worker(broker, path, args=["--stream-port", "5599"])
+        with pytest.raises(RuntimeError, match="did not start"):
+            process.start(timeout=20)
+        assert process.wait(10) == 1
+        text = "\n".join(process.output)
+        assert "enable RabbitMQ's stream plugin (rabbitmq-plugins enable rabbitmq_stream)" in text
+        assert "127.0.0.1:5599" in text
+        assert "Traceback" not in text
+
+    async def test_a_stream_deleted_under_the_worker_stops_it_with_one_line(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """Deleting the stream is no reason to hang: the worker exits 1 naming it."""
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(0)])
+        process = worker(broker, path).start()
+        try:
+            await collect(broker.amqp_url, "seen", 1)
+            with broker.api() as api:
+                vhost = quote(broker.vhost, safe="")
+                api.delete(f"/api/queues/{vhost}/sales-log").raise_for_status()
+            code = await eventually(lambda: process.wait(0.1), what="the worker exiting")
+        finally:
+            process.stop()
+        assert code == 1
+        text = "\n".join(process.output)
+        assert "stream 'sales-log' was deleted while worker 'tally' read it" in text
+        assert "Traceback" not in text
+
+
+class TestRetention:
+    async def test_a_consumer_behind_the_retention_limit_says_how_much_it_lost(
+        self, tmp_path: Path, broker: Broker, database: str
+    ) -> None:
+        """The worker's committed offset is older than the stream's first: it logs how
+        many offsets are gone and where it resumed, counts them in a metric, and
+        handles what is left. (With its database: on RabbitMQ 3.10 the broker keeps
+        stored offsets in the stream's own segments, and retention removes them too.)"""
+        path = await write_topology(
+            tmp_path,
+            broker,
+            stream_extra="    stream: {max_length_bytes: 3000B, segment_bytes: 1000B}",
+        )
+        await publish(broker.amqp_url, [sale(0)])
+        with books(broker, path, database):
+            await eventually(lambda: last_booked(database, "s-0"), what="s-0 booked")
+        # Segments of about 1 kB, at most 3 kB kept: the first segments go.
+        padding = "x" * 200
+        await publish(broker.amqp_url, [sale(i, note=padding) for i in range(1, 60)], start=1)
+        port = free_port()
+        with books(broker, path, database, "--metrics-port", str(port)) as process:
+            [lost] = await eventually(
+                lambda: process.events("stream.offsets_lost"), what="the loss reported"
+            )
+            kept = await eventually(
+                lambda: last_booked(database, "s-59"), what="what is left handled"
+            )
+            metrics = scrape(port)
+        print(f"lost={lost['lost']} last_done={lost['last_done']} resumed_at={lost['resumed_at']}")
+        print(f"booked after the loss: {len(kept) - 1} of 59, from {kept[1]}")
+        assert lost["last_done"] == 0
+        assert lost["lost"] == lost["resumed_at"] - 1 > 0
+        key = (("stream", "sales-log"), ("worker", "books"))
+        assert metrics["fleet_stream_offsets_lost_total"][key] == lost["lost"]
+        assert kept[0] == "s-0"
+        assert int(kept[1][2:]) > 1  # the first sales after s-0 are gone
+        assert kept == sorted(set(kept), key=lambda s: int(s[2:]))  # none twice
+
+
+def books(broker: Broker, path: Path, database: str, *args: str) -> WorkerProcess:
+    return worker(broker, path, "books", args=["--database-url", database, *args])
+
+
+async def booked(database: str) -> list[str]:
+    connection = await asyncpg.connect(database)
+    try:
+        exists = await connection.fetchval("SELECT to_regclass('stream_test_books') IS NOT NULL")
+        if not exists:
+            return []
+        rows = await connection.fetch("SELECT sale_id FROM stream_test_books")
+    finally:
+        await connection.close()
+    return sorted((r["sale_id"] for r in rows), key=lambda s: int(s[2:]))
+
+
+async def last_booked(database: str, last: str) -> list[str] | None:
+    found = await booked(database)
+    return found if found and found[-1] == last else None
+
+
+class TestDatabaseOffsets:
+    async def test_a_projection_killed_mid_stream_books_every_sale_exactly_once(
+        self, tmp_path: Path, broker: Broker, database: str
+    ) -> None:
+        """The offset commits in the handler's transaction: killed with SIGKILL in the
+        middle of the stream, the worker resumes after the last committed sale, and the
+        table holds each sale once (the broker's store, a second behind, is not read)."""
+        path = await write_topology(tmp_path, broker)
+        total = 40
+        await publish(broker.amqp_url, [sale(i, note="slow") for i in range(total)])
+        first = books(broker, path, database).start()
+        try:
+            await eventually(lambda: at_least(database, 10), what="ten sales booked")
+            first.kill()
+        finally:
+            first.stop()
+        at_kill = len(await booked(database))
+        with books(broker, path, database) as second:
+            found = await eventually(
+                lambda: last_booked(database, f"s-{total - 1}"), what="every sale booked"
+            )
+        print(f"booked before the kill: {at_kill}, after the restart: {len(found)}")
+        assert found == [f"s-{i}" for i in range(total)]
+        [resumed] = second.events("stream.consuming")
+        assert resumed["stored"] == at_kill - 1  # offsets 0..n-1 hold sales 0..n-1
+
+
+async def at_least(database: str, count: int) -> bool:
+    return len(await booked(database)) >= count
