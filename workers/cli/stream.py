@@ -293,7 +293,11 @@ def _streams(topology: Topology | None, name: str | None, extra: list[str]) -> d
         for queue_name, queue in topology.queues.items():
             if queue.type != "stream":
                 continue
-            workers = [w for w, spec in topology.workers.items() if spec.queue == queue_name]
+            workers = [
+                spec.consumer or w  # the worker's consumer name, if it has one
+                for w, spec in topology.workers.items()
+                if spec.queue == queue_name
+            ]
             parts = (
                 [queue_name]
                 if queue.partitions is None
