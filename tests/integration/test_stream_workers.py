@@ -20,7 +20,7 @@ from tests.integration.test_metrics import free_port, scrape
 from topology import load
 from topology.apply import apply
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect, eventually
+from workers.testing import WorkerProcess, collect, eventually, queue_depth
 
 TOPOLOGY = """
 exchanges:
@@ -68,7 +68,9 @@ def sale(i: int, amount: int = 10, note: str = "") -> dict[str, Any]:
     return {"sale_id": f"s-{i}", "amount": amount, "note": note}
 
 
-async def publish(url: str, bodies: list[bytes | dict[str, Any]], start: int = 0) -> None:
+async def publish(
+    url: str, bodies: list[bytes | dict[str, Any]], start: int = 0, type: str = "StreamSale"
+) -> None:
     """Publish each body to `sales` with a confirm (ids m-<start+i>)."""
     connection = await aio_pika.connect(url)
     async with connection:
@@ -79,7 +81,7 @@ async def publish(url: str, bodies: list[bytes | dict[str, Any]], start: int = 0
             await exchange.publish(
                 aio_pika.Message(
                     raw,
-                    type="StreamSale",
+                    type=type,
                     message_id=f"m-{i}",
                     content_type="application/json",
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -106,15 +108,19 @@ class TestReading:
     ) -> None:
         """Typed handling as on a queue; a body that does not decode is parked in the
         worker's own dead-letter queue with its reason and stream offset, and the
-        worker moves on to the next offset."""
+        worker moves on to the next offset. An event of a contract it does not
+        handle is another reader's: passed over, not parked."""
         path = await write_topology(tmp_path, broker)
-        await publish(
-            broker.amqp_url, [sale(0), sale(1), b'{"sale_id": 2}', sale(3), sale(4, -1), sale(5)]
-        )
-        with worker(broker, path):
+        bodies = [sale(0), sale(1), b'{"sale_id": 2}', sale(3), sale(4, -1)]
+        await publish(broker.amqp_url, bodies)
+        await publish(broker.amqp_url, [{"refund_id": "r-1"}], start=5, type="RefundIssued")
+        await publish(broker.amqp_url, [sale(5)], start=6)
+        with worker(broker, path) as process:
             answers = await collect(broker.amqp_url, "seen", 4)
             parked = await collect(broker.amqp_url, "sales-log.tally.dead", 2)
-        assert offsets_of(answers) == [0, 1, 3, 5]
+        assert await queue_depth(broker.amqp_url, "sales-log.tally.dead") == 0
+        assert process.events("worker.stopped")[0]["skipped"] == 1
+        assert offsets_of(answers) == [0, 1, 3, 6]
         assert [a.json()["sale_id"] for a in answers] == ["s-0", "s-1", "s-3", "s-5"]
         assert {a.json()["stream"] for a in answers} == {"sales-log"}
         assert [

@@ -35,6 +35,7 @@ UNDECODABLE = "x-fleet-undecodable"
 # On a stream worker's parked message: the stream (partition) and offset it was read at.
 STREAM = "x-fleet-stream"
 STREAM_OFFSET = "x-fleet-stream-offset"
+STREAM_TIMESTAMP = "x-fleet-stream-timestamp"  # ms: when the broker stored its chunk
 # On a failure copy whose original headers could not be written back: why not.
 DROPPED_HEADERS = "x-fleet-dropped-headers"
 
@@ -52,4 +53,5 @@ FAILURE_HEADERS = (
     QUEUE,
     STREAM,
     STREAM_OFFSET,
+    STREAM_TIMESTAMP,
 )

@@ -87,6 +87,8 @@ class StreamConsumer:
         self._pace = pace
         self._on_done = on_done
         self.stopping = False
+        #: Messages of contracts the worker does not handle, passed over.
+        self.skipped = 0
         #: Set when a message could not be settled: the consumer stops at it.
         self.failed = asyncio.Event()
         self.error: BaseException | None = None
@@ -107,7 +109,7 @@ class StreamConsumer:
         self._busy += 1
         self._idle.clear()
         try:
-            await self._consume(message, stream, offset)
+            await self._consume(message, stream, offset, context.timestamp)
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # the offset stays undone: read again after a reconnect
@@ -119,8 +121,10 @@ class StreamConsumer:
             if self._busy == 0:
                 self._idle.set()
 
-    async def _consume(self, message: AMQPMessage, stream: str, offset: int) -> None:
-        delivery = stream_delivery(message, stream=stream, offset=offset)
+    async def _consume(
+        self, message: AMQPMessage, stream: str, offset: int, timestamp_ms: int
+    ) -> None:
+        delivery = stream_delivery(message, stream=stream, offset=offset, timestamp_ms=timestamp_ms)
         if self._pace is not None:
             wait, _ = self._pace(delivery)
             if wait > 0.0:
@@ -129,9 +133,13 @@ class StreamConsumer:
         if claims is not None:
             claims.at, claims.committed = (stream, offset), False
         label = self.stage.label(delivery)
-        outcome = await self._outcome(delivery, label)
         committed = False
-        if outcome is None:
+        if label is None and delivery.version is not None:
+            # A stream carries every reader's events: one of a contract this worker
+            # takes no version of is not for it (on a queue, it would be a wiring
+            # mistake, and parked). Counted, not parked.
+            self.skipped += 1
+        elif (outcome := await self._outcome(delivery, label)) is None:
             self._observers.processed(delivery, label)
             committed = claims is not None and claims.committed
         else:

@@ -23,7 +23,9 @@ from workers.streams.tail import _body, _text
 _BASIC = "x-basic-"
 
 
-def stream_delivery(message: AMQPMessage, *, stream: str, offset: int) -> Delivery:
+def stream_delivery(
+    message: AMQPMessage, *, stream: str, offset: int, timestamp_ms: int | None = None
+) -> Delivery:
     """The delivery of one stream message; never raises (what cannot be read is
     left out, and the handler stage parks what it cannot decode)."""
     application = {_text(k): _value(v) for k, v in (message.application_properties or {}).items()}
@@ -32,6 +34,8 @@ def stream_delivery(message: AMQPMessage, *, stream: str, offset: int) -> Delive
     headers = {k: v for k, v in application.items() if not k.startswith(_BASIC)}
     # Where it was read: the handler sees it in ctx.headers, a parked copy keeps it.
     headers[h.STREAM], headers[h.STREAM_OFFSET] = stream, offset
+    if timestamp_ms is not None:  # when the broker wrote its chunk: the same on every read
+        headers[h.STREAM_TIMESTAMP] = timestamp_ms
     body = _body(message.body)
     basic = Basic.Properties(
         content_type=_opt(getattr(properties, "content_type", None)),

@@ -296,6 +296,7 @@ async def _read(
                 drained=drain.done() and drain.result(),
                 processed=run.counters.processed,
                 dead_lettered=run.counters.parked,
+                skipped=consumer.skipped,
                 offsets={s: run.resume[s] - 1 for s in sorted(run.resume)},
             )
             return False
