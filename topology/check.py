@@ -526,6 +526,9 @@ def _unhandled_arrivals(
         if other.queue not in receivers or other_name not in wiring:
             continue
         versions = [e.version for e in wiring[other_name].handles if e.name == event.name]
+        on_stream = topology.queues[other.queue].type == "stream"
+        if not versions and on_stream:
+            continue  # a stream worker passes over other readers' events
         if not versions:
             problems.append(
                 Problem(

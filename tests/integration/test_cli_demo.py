@@ -239,6 +239,7 @@ class TestUpAndDemo:
                 "shipping#1",
                 "orders#1",
                 "notifications#1",
+                "reporting#1",
                 "webhooks",
                 "ingress",
                 "outbox",
@@ -256,6 +257,7 @@ class TestUpAndDemo:
                 "shipping",
                 "orders",
                 "notifications",
+                "reporting",
             ]
         )
         assert sum(n for worker, n in served if worker == "inventory") >= 60

@@ -206,6 +206,7 @@ class TestTheReferenceFleet:
             "fleet-orders",
             "fleet-outbox",
             "fleet-payments",
+            "fleet-reporting",
             "fleet-shipping",
             "fleet-webhooks",
         ]

@@ -330,17 +330,19 @@ class TestBindingsAndExchanges:
 
     def test_the_reference_topology_expands_to_every_derived_queue(self) -> None:
         """Five work queues with three tiers each, their dead queues, the delay queue,
-        the stream, and the webhook subscription's queue with four tiers and its dead queue."""
+        the stream and its reader's dead queue, and the webhook subscription's queue
+        with four tiers and its dead queue."""
         # Given
         topology = load(TOPOLOGY_FILE)
         # When
         resources = expand(topology)
         # Then
         names = {q.name for q in resources.queues}
-        assert len(resources.queues) == 5 * (1 + 3 + 1) + 1 + 1 + (1 + 4 + 1)
+        assert len(resources.queues) == 5 * (1 + 3 + 1) + 1 + (1 + 1) + (1 + 4 + 1)
         assert {"orders.retry.5s", "orders.dead", "notifications.retry.5m"} <= names
         assert {"webhook.notifications.retry.1s", "webhook.notifications.dead"} <= names
         assert "order-events.dead" not in names
+        assert "order-events.reporting.dead" in names  # the stream worker's own
         assert "order-deadlines.dead" not in names
         webhook_events = sum(len(w.events) for w in topology.webhooks.values())
         # Each consumed queue's failure exchange is bound to it and to its derived queues.
@@ -355,5 +357,6 @@ class TestBindingsAndExchanges:
             "shipping.failures",
             "orders.failures",
             "notifications.failures",
+            "order-events.reporting.failures",
             "webhook.notifications.failures",
         }

@@ -43,6 +43,7 @@ class TestReferenceTopology:
             "shipping",
             "orders",
             "notifications",
+            "reporting",
         }
 
     def test_load_without_a_path_reads_the_projects_fleet_yaml(
@@ -106,7 +107,7 @@ class TestReferenceTopology:
         # Then
         assert caught.value.args[0] == (
             "no worker 'billing' in the topology "
-            "(known: inventory, notifications, orders, payments, shipping)"
+            "(known: inventory, notifications, orders, payments, reporting, shipping)"
         )
 
 
