@@ -20,7 +20,7 @@ from workers.standard_webhooks import new_secret
 
 ROOT = Path(__file__).resolve().parents[2]
 #: inventory and payments run two replicas each in the reference topology.
-WORKER_PROCESSES = 7
+WORKER_PROCESSES = 8
 
 
 def free_port() -> int:

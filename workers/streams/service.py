@@ -35,7 +35,7 @@ from workers.runtime.connection import first_missing_exchange, first_missing_que
 from workers.runtime.handling import HandlerStage
 from workers.runtime.hooks import DeliveryObserver, Observers
 from workers.runtime.limits import Limits, unknown_handlers
-from workers.runtime.nodes import NodeRing
+from workers.runtime.nodes import NodeRing, node_label
 from workers.runtime.observers import Counters, Counting, FailureLog
 from workers.runtime.publisher import Publisher
 from workers.runtime.reconnect import Connected, keep_connected
@@ -257,6 +257,7 @@ async def _read(
     locks = StreamLocks(connection, run.consumer_name)
     reading: set[str] = set()
     standby: set[str] = set()
+    announced = False
     connected.began()
     try:
         while True:
@@ -276,6 +277,17 @@ async def _read(
                         consumer=run.consumer_name,
                         why="another replica reads it; this one takes over if it stops",
                     )
+            if not announced:
+                # The line every worker logs once in business (`fleet up`, tests wait for it).
+                announced = True
+                log.info(
+                    "worker.consuming",
+                    worker=run.name,
+                    queue=spec.queue,
+                    node=node_label(connected.nodes.current),
+                    reading=sorted(reading),
+                    standby=sorted(standby),
+                )
             if ready is not None:
                 ready.set()
             await wait_any(shutdown.requested, lost, closed, consumer.failed, seconds=STORE_EVERY)
