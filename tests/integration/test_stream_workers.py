@@ -374,3 +374,50 @@ class TestDatabaseOffsets:
 
 async def at_least(database: str, count: int) -> bool:
     return len(await booked(database)) >= count
+
+
+class TestSuperStream:
+    async def test_replicas_share_a_super_streams_partitions_one_reader_each(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """On a super stream each partition has its own lock: two replicas (`replicas:
+        2`) read one partition each, never one partition both, and every event is
+        answered once."""
+        path = await write_topology(
+            tmp_path,
+            broker,
+            stream_extra=(
+                "  sales-parts:\n    type: stream\n    partitions: 2\n    key: {field: sale_id}"
+            ),
+            tally_extra="    from: first\n    replicas: 2",
+        )
+        tally = "    queue: sales-log\n    publish_to: seen"  # tally reads the super stream
+        path.write_text(path.read_text().replace(tally, tally.replace("sales-log", "sales-parts")))
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        connection = await aio_pika.connect(broker.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("sales-parts")
+            for i in range(20):
+                await exchange.publish(
+                    aio_pika.Message(
+                        json.dumps(sale(i)).encode(), type="StreamSale", message_id=f"m-{i}"
+                    ),
+                    routing_key=str(i % 2),
+                )
+        first = worker(broker, path)
+        first.ready_event = "worker.consuming"
+        second = worker(broker, path)
+        second.ready_event = "worker.consuming"
+        with first, second:
+            answers = await collect(broker.amqp_url, "seen", 20)
+            read = [
+                sorted(e["stream"] for e in p.events("stream.consuming")) for p in (first, second)
+            ]
+        print(f"partitions read: {read}")
+        assert sorted(read[0] + read[1]) == ["sales-parts-0", "sales-parts-1"]
+        assert [len(r) for r in read] == [1, 1]  # replicas: 2, so one partition each
+        assert sorted(sales_of(answers), key=lambda s: int(s[2:])) == [f"s-{i}" for i in range(20)]
+        assert {a.json()["stream"] for a in answers if int(a.json()["sale_id"][2:]) % 2} == {
+            "sales-parts-1"
+        }

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from typing import TYPE_CHECKING
 
 import msgspec
@@ -59,6 +60,9 @@ log = structlog.get_logger("fleet.stream")
 #: Seconds between stores of the offsets processed, and between tries of a stream
 #: another replica reads.
 STORE_EVERY = 1.0
+
+#: Seconds a replica leaves the partitions beyond its share to replicas still starting.
+SHARE_GRACE = 5.0
 
 _KINDS = {
     "first": OffsetType.FIRST,
@@ -258,12 +262,18 @@ async def _read(
     reading: set[str] = set()
     standby: set[str] = set()
     announced = False
+    # A super stream's partitions are spread over the replicas: each takes its share
+    # first, and the rest only when no other replica took them within SHARE_GRACE.
+    fair = -(-len(run.streams) // max(1, spec.replicas))
+    share_until = time.monotonic() + SHARE_GRACE
     connected.began()
     try:
         while True:
             for stream in run.streams:
                 if stream in reading:
                     continue
+                if len(reading) >= fair and time.monotonic() < share_until:
+                    continue  # leave the other replicas their share while they start
                 if await locks.take(stream):
                     await _subscribe(reader, consumer, positions, run, stream)
                     reading.add(stream)
