@@ -159,24 +159,26 @@ class TestResuming:
         assert (consuming["start"], consuming["stored"]) == ("offset 10", 9)
         assert not second.events("stream.offsets_lost")
 
-    async def test_a_dropped_stream_connection_resumes_where_it_was_with_nothing_lost(
-        self, tmp_path: Path, broker: Broker
+    @pytest.mark.parametrize(
+        ("protocol", "noticed"),
+        [("stream", "stream.connection_lost"), ("AMQP 0-9-1", "broker.connection_lost")],
+    )
+    async def test_a_dropped_connection_resumes_where_it_was_with_nothing_lost(
+        self, tmp_path: Path, broker: Broker, protocol: str, noticed: str
     ) -> None:
-        """The broker closes the worker's stream connection (management API): the worker
-        reconnects and reads on after the last offset it finished."""
+        """The broker closes the worker's stream connection, or its AMQP connection (which
+        holds its lock and publishes its dead letters), through the management API: the
+        worker reconnects and reads on after the last offset it finished."""
         path = await write_topology(tmp_path, broker)
         await publish(broker.amqp_url, [sale(i) for i in range(10)])
         with worker(broker, path) as process:
             first = await collect(broker.amqp_url, "seen", 10)
             closed = await eventually(
-                lambda: close_stream_connection(broker, "fleet worker tally"),
-                what="the worker's stream connection, closed",
+                lambda: close_connection(broker, "fleet worker tally", protocol),
+                what=f"the worker's {protocol} connection, closed",
                 timeout=30,
             )
-            await eventually(
-                lambda: any(e["event"] == "stream.connection_lost" for e in process.logs),
-                what="the worker noticing",
-            )
+            await eventually(lambda: process.events(noticed), what="the worker noticing")
             await publish(broker.amqp_url, [sale(i) for i in range(10, 20)], start=10)
             later = await collect(broker.amqp_url, "seen", 10)
         assert closed
@@ -185,14 +187,15 @@ class TestResuming:
         assert starts == ["from first", "offset 10"]
 
 
-def close_stream_connection(broker: Broker, name: str) -> bool:
-    """Close the stream connection of the test's vhost called `name`; False while the
-    management API does not list it yet (it lists connections every few seconds)."""
+def close_connection(broker: Broker, name: str, protocol: str) -> bool:
+    """Close the connection of the test's vhost called `name` speaking `protocol`; False
+    while the management API does not list it yet (it lists connections every few seconds)."""
     with broker.api() as api:
         listed = api.get(f"/api/vhosts/{quote(broker.vhost, safe='')}/connections").json()
         for connection in listed:
             properties = connection.get("client_properties") or {}
-            if connection.get("protocol") == "stream" and properties.get("connection_name") == name:
+            named = str(properties.get("connection_name", "")).split(" (")[0]  # AMQP: (host:pid)
+            if connection.get("protocol") == protocol and named == name:
                 api.delete(f"/api/connections/{quote(connection['name'], safe='')}")
                 return True
     return False

@@ -334,6 +334,8 @@ async def _read(
             with contextlib.suppress(Exception):
                 await positions.flush()
             log.warning("stream.connection_lost", worker=run.name, why="; ".join(why))
+        else:  # its locks went with it: another replica may read now
+            log.warning("broker.connection_lost", worker=run.name, reading=sorted(reading))
         return True
     finally:
         consumer.stopping = True
