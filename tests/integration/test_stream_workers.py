@@ -424,3 +424,34 @@ class TestSuperStream:
         assert {a.json()["stream"] for a in answers if int(a.json()["sale_id"][2:]) % 2} == {
             "sales-parts-1"
         }
+
+
+class TestParkingFails:
+    async def test_a_message_that_cannot_be_parked_is_not_skipped(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """Its dead-letter queue deleted, the worker cannot park a malformed message:
+        it stops there (exit 1, saying to apply the topology) rather than move past
+        it; applied again, the next process parks it and reads on."""
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(0)])
+        process = worker(broker, path).start()
+        try:
+            await collect(broker.amqp_url, "seen", 1)
+            with broker.api() as api:
+                vhost = quote(broker.vhost, safe="")
+                api.delete(f"/api/queues/{vhost}/sales-log.tally.dead").raise_for_status()
+            await publish(broker.amqp_url, [b"not json", sale(2)], start=1)
+            code = await eventually(lambda: process.wait(0.1), what="the worker exiting")
+        finally:
+            process.stop()
+        assert code == 1
+        assert "'sales-log.tally.dead' does not exist on this broker" in "\n".join(process.output)
+        assert await queue_depth(broker.amqp_url, "seen") == 0  # s-2 was not read past it
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        with worker(broker, path):
+            [answer] = await collect(broker.amqp_url, "seen", 1)
+            [parked] = await collect(broker.amqp_url, "sales-log.tally.dead", 1)
+        assert answer.json()["sale_id"] == "s-2"
+        assert (parked.body, parked.headers[h.REASON]) == (b"not json", "decode")
+        assert parked.headers[h.STREAM_OFFSET] == 1

@@ -61,6 +61,9 @@ log = structlog.get_logger("fleet.stream")
 #: another replica reads.
 STORE_EVERY = 1.0
 
+#: Seconds to wait before reading again a message that could not be settled, so a
+#: broker that keeps refusing its parked copy does not make the worker spin.
+PARK_FAILURE_PAUSE = 1.0
 #: Seconds a replica leaves the partitions beyond its share to replicas still starting.
 SHARE_GRACE = 5.0
 
@@ -116,8 +119,9 @@ async def run_stream_worker(
         StreamUnavailable: the stream protocol cannot be reached (the plugin is off),
             a stream does not exist, or one was deleted while the worker read it.
         QueueMissing: the topology was not applied (no dead-letter queue).
-        ParkFailed: a message could not be processed nor parked, and the broker
-            went on refusing the copy.
+
+    A message that can be neither processed nor parked stops the reading at its
+    offset: the worker reconnects after a pause and tries it again.
     """
     spec = settings.topology.worker(settings.name)
     if settings.worker.needs_database and settings.database_url is None:
@@ -126,15 +130,7 @@ async def run_stream_worker(
     unknown = unknown_handlers(settings.name, spec, handled)
     if unknown is not None:
         raise WorkerError(unknown)
-    endpoint = StreamEndpoint.from_amqp_url(settings.url, settings.stream_port)
-    probe = endpoint.consumer(f"fleet worker {settings.name} (check)")
-    await endpoint.start(probe)
-    try:
-        queue = settings.topology.queues[spec.queue]
-        for stream in streams_of(spec.queue, queue):
-            await endpoint.require(probe, stream)
-    finally:
-        await probe.close()
+    await _require_streams(settings)
     pool = await _pool(settings.database_url)
     run = _Run(settings, pool)
     try:
@@ -176,6 +172,19 @@ async def run_stream_worker(
         if pool is not None:
             await pool.close()
     return run.counters
+
+
+async def _require_streams(settings: WorkerSettings) -> None:
+    """Fail fast, in one line, when the stream protocol or a stream is missing."""
+    spec = settings.topology.worker(settings.name)
+    endpoint = StreamEndpoint.from_amqp_url(settings.url, settings.stream_port)
+    probe = endpoint.consumer(f"fleet worker {settings.name} (check)")
+    await endpoint.start(probe)
+    try:
+        for stream in streams_of(spec.queue, settings.topology.queues[spec.queue]):
+            await endpoint.require(probe, stream)
+    finally:
+        await probe.close()
 
 
 async def _pool(dsn: str | None) -> asyncpg.Pool | None:
@@ -305,6 +314,7 @@ async def _read(
                 break
             if consumer.failed.is_set():
                 log.error("stream.stopped", worker=run.name, error=str(consumer.error))
+                await wait_any(shutdown.requested, seconds=PARK_FAILURE_PAUSE)
                 return True  # reconnect, and read again from the message that failed
             await positions.flush()
         if shutdown.requested.is_set():
@@ -339,6 +349,10 @@ async def _read(
         return True
     finally:
         consumer.stopping = True
+        with contextlib.suppress(Exception):
+            # What was done stays done, however the session ends (a newer offset a
+            # replica that took over stored may be overwritten: read again, not lost).
+            await positions.flush()
         with contextlib.suppress(Exception):
             await reader.close()
 
