@@ -97,7 +97,10 @@ def worker_user(topology: Topology, name: str, wiring: WorkerWiring) -> UserDecl
     if consumed is not None and consumed.type == "stream":
         # Its failure exchange is its own (many workers read one stream); its
         # replicas take turns by declaring an exclusive lock queue per partition.
+        # Write on the streams themselves: RabbitMQ checks it for store_offset (a
+        # stored offset is an entry in the stream).
         write = [failure_exchange(stream_worker_base(spec.queue, name))]
+        write += streams_of(spec.queue, consumed)
         configure = pattern(
             [stream_lock_queue(s, spec.consumer or name) for s in streams_of(spec.queue, consumed)]
         )

@@ -6,6 +6,7 @@ saying so when retention removed offsets before they were read."""
 from __future__ import annotations
 
 import json
+import uuid
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,6 +20,8 @@ from tests.integration.conftest import ROOT
 from tests.integration.test_metrics import free_port, scrape
 from topology import load
 from topology.apply import apply
+from topology.nodes import with_credentials
+from workers.loader import load_worker
 from workers.runtime import headers as h
 from workers.testing import WorkerProcess, collect, eventually, queue_depth
 
@@ -45,6 +48,7 @@ workers:
     module: tests.fixtures.stream_workers
     queue: sales-log
 {books_extra}
+{top_extra}
 """
 
 
@@ -55,12 +59,27 @@ async def write_topology(
     stream_extra: str = "",
     tally_extra: str = "    from: first",
     books_extra: str = "    from: first",
+    top_extra: str = "",
+    passwords: dict[str, str] | None = None,
 ) -> Path:
     path = tmp_path / "topology.yaml"
     path.write_text(
-        TOPOLOGY.format(stream_extra=stream_extra, tally_extra=tally_extra, books_extra=books_extra)
+        TOPOLOGY.format(
+            stream_extra=stream_extra,
+            tally_extra=tally_extra,
+            books_extra=books_extra,
+            top_extra=top_extra,
+        )
     )
-    await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+    topology = load(path)
+    wiring = {n: load_worker(n, s).wiring() for n, s in topology.workers.items()}
+    await apply(
+        topology,
+        broker.amqp_url,
+        management_url=broker.management_url,
+        wiring=wiring,
+        passwords=passwords or {},
+    )
     return path
 
 
@@ -455,3 +474,37 @@ class TestParkingFails:
         assert answer.json()["sale_id"] == "s-2"
         assert (parked.body, parked.headers[h.REASON]) == (b"not json", "decode")
         assert parked.headers[h.STREAM_OFFSET] == 1
+
+
+class TestOwnUser:
+    async def test_a_stream_worker_runs_as_its_own_least_privileged_user(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """Under `access.users` the worker's user may read the stream, store its offset,
+        declare its lock queue and park in its own dead-letter queue: enough to work."""
+        prefix = f"t{uuid.uuid4().hex[:6]}-"
+        users = {f"{prefix}{p}": f"pw-{uuid.uuid4().hex[:8]}" for p in ("tally", "books")}
+        try:
+            path = await write_topology(
+                tmp_path,
+                broker,
+                top_extra=f"access: {{users: true, prefix: {prefix}}}",
+                passwords=users,
+            )
+            await publish(broker.amqp_url, [sale(0), b"not json", sale(2)])
+            own = with_credentials(broker.amqp_url, f"{prefix}tally", users[f"{prefix}tally"])
+            process = WorkerProcess("tally", topology_file=path, url=own, pythonpath=[ROOT])
+            process.ready_event = "stream.consuming"
+            with process:
+                answers = await collect(broker.amqp_url, "seen", 2)
+                [parked] = await collect(broker.amqp_url, "sales-log.tally.dead", 1)
+            with process:  # started again: it stored its offset as that user
+                pass
+        finally:
+            with broker.api() as api:
+                for user in users:
+                    api.delete(f"/api/users/{quote(user, safe='')}")
+        assert sales_of(answers) == ["s-0", "s-2"]
+        assert parked.headers[h.STREAM_OFFSET] == 1
+        [resumed] = process.events("stream.consuming")[-1:]
+        assert resumed["stored"] == 2

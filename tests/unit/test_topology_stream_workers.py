@@ -102,4 +102,4 @@ class TestDerived:
         assert user.permissions.configure == (
             r"^(fleet\.lock\.parts-0\.r2|fleet\.lock\.parts-1\.r2)$"
         )
-        assert user.permissions.write == r"^parts\.reporting\.failures$"
+        assert user.permissions.write == r"^(parts-0|parts-1|parts\.reporting\.failures)$"

@@ -218,7 +218,7 @@ async def _read(
         confirm_seconds=metrics.confirm_seconds if metrics is not None else None,
     )
     tracing = trace_context.current()
-    watching: list[DeliveryObserver] = [Counting(run.counters), FailureLog(run.name, spec.queue)]
+    watching: list[DeliveryObserver] = [Counting(run.counters), FailureLog(run.name, run.base)]
     if metrics is not None:
         watching.append(MetricsObserver(metrics))
     if tracing is not None:
