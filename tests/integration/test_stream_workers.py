@@ -508,3 +508,48 @@ class TestOwnUser:
         assert parked.headers[h.STREAM_OFFSET] == 1
         [resumed] = process.events("stream.consuming")[-1:]
         assert resumed["stored"] == 2
+
+
+class TestSuperStreamDatabase:
+    async def test_each_partitions_offset_commits_with_its_own_messages(
+        self, tmp_path: Path, broker: Broker, database: str
+    ) -> None:
+        """One replica reads both partitions at once; each handler's transaction stores
+        the offset of its own partition's message, never the other's."""
+        path = await write_topology(
+            tmp_path,
+            broker,
+            stream_extra=(
+                "  sales-parts:\n    type: stream\n    partitions: 2\n    key: {field: sale_id}"
+            ),
+        )
+        books_on = "  books:\n    module: tests.fixtures.stream_workers\n    queue: sales-"
+        path.write_text(path.read_text().replace(books_on + "log", books_on + "parts"))
+        await apply(load(path), broker.amqp_url, management_url=broker.management_url)
+        connection = await aio_pika.connect(broker.amqp_url)
+        async with connection:
+            channel = await connection.channel()
+            exchange = await channel.get_exchange("sales-parts")
+            for i in range(40):  # 30 to partition 0, 10 to partition 1
+                await exchange.publish(
+                    aio_pika.Message(
+                        json.dumps(sale(i, note="slow" if i % 4 else "")).encode(),
+                        type="StreamSale",
+                        message_id=f"m-{i}",
+                    ),
+                    routing_key="1" if i % 4 == 0 else "0",
+                )
+        with books(broker, path, database):
+            await eventually(lambda: at_least(database, 40), what="every sale booked")
+        db = await asyncpg.connect(database)
+        try:
+            stored = {
+                r["stream"]: r["offset"]
+                for r in await db.fetch('SELECT stream, "offset" FROM fleet_stream_offsets')
+            }
+        finally:
+            await db.close()
+        assert sorted(await booked(database), key=lambda s: int(s[2:])) == [
+            f"s-{i}" for i in range(40)
+        ]
+        assert stored == {"sales-parts-0": 29, "sales-parts-1": 9}

@@ -129,9 +129,7 @@ class StreamConsumer:
             wait, _ = self._pace(delivery)
             if wait > 0.0:
                 await asyncio.sleep(wait)
-        claims = self._claims
-        if claims is not None:
-            claims.at, claims.committed = (stream, offset), False
+        reading = self._claims.reading(stream, offset) if self._claims is not None else None
         label = self.stage.label(delivery)
         committed = False
         if label is None and delivery.version is not None:
@@ -141,7 +139,7 @@ class StreamConsumer:
             self.skipped += 1
         elif (outcome := await self._outcome(delivery, label)) is None:
             self._observers.processed(delivery, label)
-            committed = claims is not None and claims.committed
+            committed = reading is not None and reading.committed
         else:
             await self._park(delivery, label, outcome, stream, offset)
         await self._positions.processed(stream, offset, committed=committed)

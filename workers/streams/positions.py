@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 from rstream import Consumer, OffsetNotFound
@@ -38,6 +39,7 @@ _STORE = """
 INSERT INTO fleet_stream_offsets (consumer, stream, "offset") VALUES ($1, $2, $3)
 ON CONFLICT (consumer, stream) DO UPDATE SET "offset" = EXCLUDED."offset", updated_at = now()
 """
+_reading: ContextVar[Reading] = ContextVar("fleet_stream_reading")
 _STORED = 'SELECT "offset" FROM fleet_stream_offsets WHERE consumer = $1 AND stream = $2'
 
 
@@ -115,12 +117,26 @@ class DatabasePositions:
         await self._broker.flush()
 
 
+class Reading:
+    """The stream message a task is handling: where, and whether its claim committed."""
+
+    __slots__ = ("committed", "offset", "stream")
+
+    def __init__(self, stream: str, offset: int):
+        self.stream = stream
+        self.offset = offset
+        self.committed = False
+
+
 class OffsetClaims:
     """The handler stage's inbox for a stream worker with a database: each claim is a
-    transaction that also stores the message's offset (set in `at` before the stage
-    runs), so the handler's writes and the offset commit together. Nothing is a
-    duplicate: a consumer resumes after its committed offset, so it never reads a
-    committed message twice.
+    transaction that also stores the offset of the message being handled (`reading`,
+    set by the consumer first), so the handler's writes and the offset commit
+    together. Nothing is a duplicate: a consumer resumes after its committed
+    offset, so it never reads a committed message twice.
+
+    The message is a context variable: each partition of a super stream is read in
+    a task of its own, and their messages are handled at the same time.
 
     Args:
         pool: the worker's asyncpg pool.
@@ -130,10 +146,12 @@ class OffsetClaims:
     def __init__(self, pool: asyncpg.Pool, name: str):
         self._pool = pool
         self.name = name
-        #: The (stream, offset) of the message being handled.
-        self.at: tuple[str, int] = ("", -1)
-        #: Whether the last claim committed (the offset then needs no statement of its own).
-        self.committed = False
+
+    def reading(self, stream: str, offset: int) -> Reading:
+        """Mark the message this task handles now; its `committed` tells if a claim did."""
+        current = Reading(stream, offset)
+        _reading.set(current)
+        return current
 
     async def start(self) -> None:
         async with self._pool.acquire() as conn:
@@ -146,12 +164,11 @@ class OffsetClaims:
     async def claim(
         self, worker: str, message_id: str, note: EventNote | None = None
     ) -> AsyncIterator[Claim]:
-        stream, offset = self.at
-        self.committed = False
+        current = _reading.get()
         async with self._pool.acquire() as conn, conn.transaction():
             yield Claim(duplicate=False, replay=[], db=conn)
-            await conn.execute(_STORE, self.name, stream, offset)
-        self.committed = True
+            await conn.execute(_STORE, self.name, current.stream, current.offset)
+        current.committed = True
 
     async def started(self, worker: str, message_id: str) -> int | None:
         return None  # nothing is redelivered on a stream
