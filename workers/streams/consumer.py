@@ -1,7 +1,8 @@
 """One stream message's path, in offset order, one at a time per stream:
 
-    read it (`message.stream_delivery`) ─▶ the handler stage (`runtime.handling`):
-    decode, handle with in-process retries, publish follow-ons with confirms
+    read it (`message.stream_delivery`) ─▶ another reader's contract: pass it over
+    ─▶ the handler stage (`runtime.handling`): decode, handle with in-process
+    retries, publish follow-ons with confirms
     ─▶ done: note the offset; cannot be processed: park a copy in the worker's
     dead-letter queue (reason and stream offset in headers, with a confirm), note
     the offset and move on
