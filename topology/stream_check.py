@@ -97,6 +97,26 @@ def stream_worker_problems(name: str, worker: WorkerSpec, queue: Queue) -> list[
             for setting, what in (("from", "a start"), ("consumer", "a consumer name"))
             if (worker.start if setting == "from" else worker.consumer) is not None
         ]
+    problems = []
     if worker.consumer is not None and not worker.consumer.strip():
-        return [Problem(f"{path}.consumer", "a consumer name cannot be empty")]
-    return []
+        problems.append(Problem(f"{path}.consumer", "a consumer name cannot be empty"))
+    # A stream is read one message at a time per partition, in offset order: these
+    # queue-consumer policies have nothing to act on there.
+    if worker.breaker is not None:
+        problems.append(
+            Problem(
+                f"{path}.breaker",
+                "a stream worker has no circuit breaker: it reads in offset order and "
+                "stops at a message it cannot park (remove it)",
+            )
+        )
+    if worker.order_by is not None:
+        problems.append(
+            Problem(
+                f"{path}.order_by",
+                "a stream worker keeps the stream's order already (one message at a "
+                "time per partition; super streams keep each key in one partition): "
+                "remove it",
+            )
+        )
+    return problems

@@ -77,6 +77,19 @@ class TestFrom:
             "workers.reporting.consumer: a consumer name cannot be empty"
         ]
 
+    @pytest.mark.parametrize(
+        ("setting", "path", "says"),
+        [
+            ("breaker: {failures: 3}", "breaker", "a stream worker has no circuit breaker"),
+            ("order_by: customer_id", "order_by", "a stream worker keeps the stream's order"),
+        ],
+    )
+    def test_queue_consumer_policies_are_refused_on_a_stream(
+        self, setting: str, path: str, says: str
+    ) -> None:
+        [problem] = problems_of(BASE + f"    {setting}\n")
+        assert problem.startswith(f"workers.reporting.{path}: {says}")
+
 
 class TestDerived:
     def test_a_stream_worker_gets_a_dead_letter_queue_and_failure_exchange_of_its_own(

@@ -14,13 +14,15 @@ A worker with a database uses the second and still stores to the broker (for
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Protocol
 
 from rstream import Consumer, OffsetNotFound
 
-from workers.runtime.claims import Claim
+from workers.errors import WorkerError
+from workers.runtime.claims import BatchClaim, Claim
 from workers.runtime.timeline import EventNote
 
 if TYPE_CHECKING:
@@ -169,6 +171,13 @@ class OffsetClaims:
             yield Claim(duplicate=False, replay=[], db=conn)
             await conn.execute(_STORE, self.name, current.stream, current.offset)
         current.committed = True
+
+    def claim_batch(
+        self, worker: str, notes: Sequence[EventNote]
+    ) -> AbstractAsyncContextManager[BatchClaim]:
+        """Never called: a stream worker hands a batch handler one message at a time
+        (its single-message path), in offset order."""
+        raise WorkerError(f"worker {worker!r} reads a stream: its messages are not batched")
 
     async def started(self, worker: str, message_id: str) -> int | None:
         return None  # nothing is redelivered on a stream
