@@ -222,6 +222,98 @@ class TestProducer:
             assert [seq for k, seq in ticks(seen) if k == key] == list(range(5))
 
 
+class TestExecute:
+    """`Outbox.execute`: the producer's own statement and the event's row, one statement."""
+
+    @pytest.fixture(autouse=True)
+    async def _orders(self, db: asyncpg.Connection) -> None:
+        await db.execute(ORDERS)
+
+    async def test_the_write_and_the_event_commit_together_or_not_at_all(
+        self, broker: Broker, database: str, db: asyncpg.Connection, exchange: str
+    ) -> None:
+        async with outbox.transaction(db):
+            await outbox.execute(
+                db, INSERT_ORDER, "o-1", 100, event=Tick(key="o-1", seq=1), key="o-1"
+            )
+        with contextlib.suppress(RuntimeError):
+            async with db.transaction():
+                await outbox.execute(db, INSERT_ORDER, "o-2", 200, event=Tick(key="o-2", seq=1))
+                raise RuntimeError("the producer's transaction fails later")
+        # Outside a transaction the statement is one: its failure leaves no row.
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await outbox.execute(db, INSERT_ORDER, "o-1", 300, event=Tick(key="o-1", seq=2))
+        assert await db.fetch("SELECT id, total FROM test_orders") == [("o-1", 100)]
+        rows = await db.fetch("SELECT key, body FROM fleet_outbox ORDER BY id")
+        assert [tuple(r) for r in rows] == [("o-1", b'{"key":"o-1","seq":1}')]
+        async with tap(broker.amqp_url, exchange) as seen, relaying(database, broker.amqp_url):
+            await seen.next(Tick)
+        assert ticks(seen) == [("o-1", 1)]
+
+    async def test_outside_a_transaction_it_commits_and_wakes_the_relay(
+        self, broker: Broker, database: str, db: asyncpg.Connection, exchange: str
+    ) -> None:
+        async with (
+            tap(broker.amqp_url, exchange) as seen,
+            relaying(database, broker.amqp_url, poll=120) as relay,
+        ):
+            await eventually(lambda: relay.stats.batches == 0, what="an idle relay")
+            message = await outbox.execute(
+                db, INSERT_ORDER, "o-9", 900, event=Tick(key="o-9", seq=1), message_id="m-9"
+            )
+            assert await seen.next(Tick, timeout=10) == Tick(key="o-9", seq=1)
+        assert message.message_id == seen.received[0].message_id == "m-9"
+        assert await db.fetchval("SELECT total FROM test_orders WHERE id = 'o-9'") == 900
+
+    async def test_a_statement_with_its_own_with_clause_and_an_update(
+        self, db: asyncpg.Connection
+    ) -> None:
+        await db.execute("INSERT INTO test_orders VALUES ('o-3', 1)")
+        async with db.transaction():
+            await outbox.execute(
+                db,
+                "with recursive n(i) as (select 1 union all select i + 1 from n where i < $2) "
+                "UPDATE test_orders SET total = (SELECT sum(i) FROM n) WHERE id = $1;",
+                "o-3",
+                4,
+                event=Tick(key="o-3", seq=2),
+            )
+            await outbox.execute(
+                db, "DELETE FROM test_orders WHERE id = $1", "nobody", event=Tick(key="x", seq=1)
+            )
+        assert await db.fetchval("SELECT total FROM test_orders WHERE id = 'o-3'") == 10
+        assert await db.fetchval("SELECT count(*) FROM fleet_outbox") == 2
+
+    def test_execute_sync_through_psycopg(self, database: str, db: asyncpg.Connection) -> None:
+        with psycopg.connect(database) as connection:
+            with connection.transaction():
+                outbox.execute_sync(
+                    connection.cursor(),
+                    "INSERT INTO test_orders (id, total) VALUES (%s, %s)",
+                    ("p-1", 5),
+                    event=Tick(key="p-1", seq=1),
+                    message_id="sync-x",
+                )
+            with contextlib.suppress(RuntimeError), connection.transaction():
+                outbox.execute_sync(
+                    connection,
+                    "INSERT INTO test_orders (id, total) VALUES (%s, %s)",
+                    ("p-2", 6),
+                    event=Tick(key="p-2", seq=1),
+                )
+                raise RuntimeError("rolled back")
+            assert connection.execute("SELECT id, total FROM test_orders").fetchall() == [
+                ("p-1", 5)
+            ]
+            assert connection.execute("SELECT message_id FROM fleet_outbox").fetchall() == [
+                ("sync-x",)
+            ]
+
+
+ORDERS = "CREATE TABLE IF NOT EXISTS test_orders (id text PRIMARY KEY, total bigint NOT NULL)"
+INSERT_ORDER = "INSERT INTO test_orders (id, total) VALUES ($1, $2)"
+
+
 class TestPsycopg:
     def test_add_sync_records_in_the_callers_transaction(
         self, broker: Broker, database: str, exchange: str

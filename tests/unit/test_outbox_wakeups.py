@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from workers.outbox.wakeups import Wakeups
+from workers.outbox.wakeups import SPACING, Wakeups
 
 
 class Wire:
@@ -94,10 +94,35 @@ class TestInTheBackground:
 
         async with wakeups.sending(wire.send):
             await asyncio.gather(*(producer() for _ in range(16)))
-            await asyncio.sleep(wire.seconds * 3)  # the last ask is sent
+            await asyncio.sleep((wire.seconds + SPACING) * 3)  # the last ask is sent
         assert len(wire.sends) < len(calls) / 2, "wake-ups were not shared"
         for called in calls:
             assert any(called < start for start, _ in wire.sends), called
+
+    async def test_wakeups_start_at_least_spacing_apart_and_the_first_goes_at_once(
+        self,
+    ) -> None:
+        wakeups, wire = Wakeups(), Wire(seconds=0)
+        loop = asyncio.get_running_loop()
+        starts: list[float] = []
+        asked: list[float] = []
+
+        async def send() -> None:
+            starts.append(loop.time())
+            await wire.send()
+
+        async with wakeups.sending(send, spacing=0.05):
+            for _ in range(20):
+                asked.append(loop.time())
+                await wakeups.wake(self.refuse)
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.12)  # the last ask is sent
+        assert starts[0] - asked[0] < 0.02, "the first wake-up after a quiet spell waited"
+        gaps = [b - a for a, b in itertools.pairwise(starts)]
+        assert min(gaps) >= 0.049, gaps
+        assert len(starts) <= 6, "asks within the spacing were not shared"
+        assert all(any(t <= start for start in starts) for t in asked)
+        assert starts[-1] >= asked[-1]
 
     async def test_a_failed_send_is_tried_again(self) -> None:
         wakeups, wire = Wakeups(), Wire()

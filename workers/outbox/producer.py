@@ -6,6 +6,15 @@
         await connection.execute("INSERT INTO orders ...", ...)
         await outbox.add(connection, OrderPlaced(...), key=order_id)
 
+or, one round trip fewer, the producer's own statement and the event's row
+in one statement:
+
+    async with outbox.transaction(connection):
+        await outbox.execute(
+            connection, "INSERT INTO orders ... VALUES ($1, $2)", order_id, total,
+            event=OrderPlaced(...), key=order_id,
+        )
+
 Nothing reaches the broker unless the transaction commits: the relay
 (`fleet outbox run`) publishes committed rows only. A rolled-back transaction
 leaves no row, so its event never existed. `outbox.transaction` is asyncpg's
@@ -20,14 +29,20 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
 from contracts import Event, encode
-from workers.outbox.schema import INSERT_ASYNCPG, INSERT_FORMAT, WAKE, WAKE_UNFLUSHED
+from workers.outbox.schema import (
+    INSERT_ASYNCPG,
+    INSERT_FORMAT,
+    WAKE,
+    WAKE_UNFLUSHED,
+    with_statement,
+)
 from workers.outbox.wakeups import Wakeups
 
 if TYPE_CHECKING:
@@ -151,6 +166,52 @@ class Outbox:
         message = self.message(event, **options)
         _in_transaction(connection)
         await connection.execute(INSERT_ASYNCPG, *message.row())
+        return message
+
+    async def execute(
+        self,
+        connection: asyncpg.Connection | Any,
+        statement: str,
+        *args: Any,
+        event: Event,
+        **options: Any,
+    ) -> OutboxMessage:
+        """Run `statement` (one INSERT, UPDATE, DELETE or SELECT of your own, with
+        ``$1`` … parameters `args`) and record `event` in the same statement.
+
+        The event's row is written by a CTE added to `statement`: one round trip
+        for both, where `add` after your own `execute` takes two (the bench: a
+        one-statement shop transaction keeps 0.87 of its rate with `execute`,
+        0.63 with `add`). Takes `add`'s keyword arguments; the key's lock and
+        commit order are as in `add`. Inside a transaction the row commits with
+        it; outside one the statement is a transaction of its own, so your
+        write and the event commit together, and the relay is woken after it.
+
+        Returns the recorded message; what `statement` returns is discarded.
+        """
+        message = self.message(event, **options)
+        await connection.execute(with_statement(statement, len(args)), *args, *message.row())
+        if not connection.is_in_transaction():
+            await self.wake(connection)  # it committed on its own
+        return message
+
+    def execute_sync(
+        self,
+        cursor: Cursor,
+        statement: str,
+        params: Sequence[Any] = (),
+        *,
+        event: Event,
+        **options: Any,
+    ) -> OutboxMessage:
+        """`execute` through a psycopg 3 (or ``%s``-style DB-API) cursor: `statement`
+        with positional ``%s`` parameters `params`, and `event`'s row, in one
+        statement. In autocommit mode the statement commits on its own (call
+        `wake_sync` after it, or let the relay's poll find it)."""
+        message = self.message(event, **options)
+        row = message.row()
+        query = with_statement(statement, len(params), paramstyle="format")
+        cursor.execute(query, (row[0], *row, *params))
         return message
 
     async def add_many(

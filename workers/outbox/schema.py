@@ -26,6 +26,8 @@ each other.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -117,11 +119,45 @@ WAKE = f"SELECT pg_notify('{CHANNEL}', '')"
 WAKE_UNFLUSHED = f"BEGIN; SET LOCAL synchronous_commit TO off; {WAKE}; COMMIT"
 
 
+def asyncpg_placeholders(after: int = 0) -> list[str]:
+    """asyncpg's placeholders for the columns, numbered from ``$after+1``."""
+    return [f"${after + i}" for i in range(1, len(COLUMNS) + 1)]
+
+
 #: `insert` for asyncpg.
-INSERT_ASYNCPG = insert("$1", [f"${i}" for i in range(1, len(COLUMNS) + 1)])
+INSERT_ASYNCPG = insert("$1", asyncpg_placeholders())
 #: `insert` for psycopg (and any DB-API driver with the ``format`` paramstyle):
 #: its parameters are the key, then the columns.
 INSERT_FORMAT = insert("%s", ["%s"] * len(COLUMNS))
+
+
+@functools.lru_cache(maxsize=256)
+def with_statement(statement: str, parameters: int, *, paramstyle: str = "asyncpg") -> str:
+    """`statement` (the caller's, with `parameters` parameters) with the event's
+    row inserted by a data-modifying CTE of the same statement.
+
+    asyncpg: the caller's parameters keep their numbers and the row's follow
+    them (``$parameters+1`` …). ``format`` (psycopg): the CTE comes first in
+    the text, so its parameters (the key, then the columns) come before the
+    caller's. A statement that has a WITH clause of its own gets the CTE as
+    its first entry (RECURSIVE kept in front). PostgreSQL runs both writes in
+    one snapshot, and they commit, or fail, together.
+    """
+    body = statement.strip().rstrip(";").rstrip()
+    if not body:
+        raise ValueError("an empty statement")
+    if paramstyle == "asyncpg":
+        cte = insert(f"${parameters + 1}", asyncpg_placeholders(parameters))
+    else:
+        cte = INSERT_FORMAT
+    match = _WITH.match(body)
+    if match is None:
+        return f"WITH fleet_outbox_row AS ({cte}) {body}"
+    return f"{match.group(0).rstrip()} fleet_outbox_row AS ({cte}), {body[match.end() :]}"
+
+
+#: A statement's own WITH clause (and RECURSIVE), to merge the outbox's CTE into.
+_WITH = re.compile(r"\s*WITH(\s+RECURSIVE)?\s", re.IGNORECASE)
 
 
 async def install(connection: Database) -> None:

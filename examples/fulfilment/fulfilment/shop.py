@@ -81,14 +81,17 @@ async def place(request: web.Request) -> web.Response:
     except InvalidPayload as exc:  # a total past the contract's bound, say
         return web.json_response({"error": exc.detail, "path": exc.path}, status=400)
     pool = request.app[POOL]
-    async with pool.acquire() as connection, outbox.transaction(connection):
-        # Committed, then the relay is woken: the order and its event, or neither.
-        await connection.execute(
-            INSERT, order_id, basket.customer_id, total, msgspec.json.encode(basket.lines).decode()
-        )
-        message = await outbox.add(
+    async with pool.acquire() as connection:
+        # One statement writes the order and its event's row: both commit, or
+        # neither; then the relay is woken.
+        message = await outbox.execute(
             connection,
-            event,
+            INSERT,
+            order_id,
+            basket.customer_id,
+            total,
+            msgspec.json.encode(basket.lines).decode(),
+            event=event,
             key=order_id,
             message_id=f"{order_id}-placed",
             correlation_id=order_id,

@@ -5,12 +5,15 @@ Roles:
     `tx-plain`: `job.expected` transactions on `job.lanes` connections, each
         inserting one order row into `bench_shop_orders` and committing: what
         the shop does without fleet.
-    `tx-outbox`: the same transaction, plus `Outbox.add` of the order's
-        OrderPlaced, in `outbox.transaction` (which wakes the relay after the
-        commit), inside `outbox.waking` (wake-ups sent from the outbox's own
-        connection): what the outbox costs the producer.
-    `tx-outbox-caller`: the same, without `waking`: each wake-up goes on the
-        producer's own connection (coalesced between them).
+    `tx-outbox`: the same transaction with the order's OrderPlaced recorded in
+        the order's own statement (`Outbox.execute`), in `outbox.transaction`
+        (which wakes the relay after the commit), inside `outbox.waking`
+        (wake-ups sent from the outbox's own connection): what the outbox
+        costs the producer.
+    `tx-outbox-add`: the same with the event recorded by `Outbox.add`, a
+        statement of its own after the order's.
+    `tx-outbox-caller`: `tx-outbox-add` without `waking`: each wake-up goes on
+        the producer's own connection (coalesced between them).
     `tx-plain-lines`, `tx-outbox-lines`: `tx-plain` and `tx-outbox` with the
         order's lines written too (one `executemany`), as the web shop example's
         checkout does.
@@ -83,12 +86,20 @@ def run(job: Job, signals: Signals) -> Outcome:
     roles = {
         "tx-plain": lambda: _transactions(job, signals, outbox=None),
         "tx-outbox": lambda: _transactions(
+            job, signals, outbox=Outbox(layout.ORDERS), background_wakeups=True, combined=True
+        ),
+        "tx-outbox-add": lambda: _transactions(
             job, signals, outbox=Outbox(layout.ORDERS), background_wakeups=True
         ),
         "tx-outbox-caller": lambda: _transactions(job, signals, outbox=Outbox(layout.ORDERS)),
         "tx-plain-lines": lambda: _transactions(job, signals, outbox=None, lines=True),
         "tx-outbox-lines": lambda: _transactions(
-            job, signals, outbox=Outbox(layout.ORDERS), background_wakeups=True, lines=True
+            job,
+            signals,
+            outbox=Outbox(layout.ORDERS),
+            background_wakeups=True,
+            lines=True,
+            combined=True,
         ),
         "relay": lambda: _relay(job, signals, fill=True),
         "relay-live": lambda: _relay(job, signals, fill=False),
@@ -104,10 +115,11 @@ async def _transactions(
     outbox: Outbox | None,
     background_wakeups: bool = False,
     lines: bool = False,
+    combined: bool = False,
 ) -> Outcome:
     if outbox is not None and background_wakeups:
         async with outbox.waking(job.database_url or ""):
-            return await _transactions(job, signals, outbox=outbox, lines=lines)
+            return await _transactions(job, signals, outbox=outbox, lines=lines, combined=combined)
     pool = await asyncpg.create_pool(job.database_url, min_size=job.lanes, max_size=job.lanes)
     indexes = iter(range(job.expected))
     probe = Probe(job.expected)
@@ -122,8 +134,22 @@ async def _transactions(
                     )
                     if lines:
                         await connection.executemany(INSERT_LINE, _lines(order_id))
-            else:
+            elif combined:
                 async with outbox.transaction(connection):  # commits, then wakes the relay
+                    await outbox.execute(
+                        connection,
+                        INSERT_ORDER,
+                        order_id,
+                        ORDER.customer_id,
+                        ORDER.total_cents,
+                        event=ORDER,
+                        key=order_id,
+                        message_id=order_id,
+                    )
+                    if lines:
+                        await connection.executemany(INSERT_LINE, _lines(order_id))
+            else:
+                async with outbox.transaction(connection):
                     await connection.execute(
                         INSERT_ORDER, order_id, ORDER.customer_id, ORDER.total_cents
                     )

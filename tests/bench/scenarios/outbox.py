@@ -2,12 +2,14 @@
 relay publishes, and how long an event takes from commit to consumer.
 
 - `outbox producer`: a shop's transaction (insert an order row, commit) on 8
-  connections, without the outbox (the baseline) and with `Outbox.add` of its
-  OrderPlaced in the same transaction, its wake-ups sent from the outbox's
-  own connection (`Outbox.waking`) or, second, on the producers' connections;
-  transactions per second. `outbox producer, order + lines` repeats the first
-  two with the order's three lines written in the same transaction (one
-  executemany), as the web shop example's checkout does.
+  connections, without the outbox (the baseline) and with its OrderPlaced
+  recorded in the same transaction: in the order's own statement
+  (`Outbox.execute`, the way the docs recommend), or by `Outbox.add` after
+  it, its wake-ups sent from the outbox's own connection (`Outbox.waking`)
+  or, last, on the producers' connections; transactions per second.
+  `outbox producer, order + lines` repeats the first two with the order's
+  three lines written in the same transaction (one executemany), as the web
+  shop example's checkout does.
 - `outbox relay`: fleet's Relay publishing committed rows (one key per order,
   confirmed, `mandatory`, marked sent after the confirm) against fleet's own
   Publisher with 256 confirms in flight (the publish scenario's `fleet`, the
@@ -49,8 +51,10 @@ PERCENTILES = ("p50", "p95", "p99")
 
 PLAIN = Entrant("without outbox", "outbox", "uvloop")
 WITH = Entrant("with outbox", "outbox", "uvloop")
-#: Without `Outbox.waking`: wake-ups on the producers' own connections.
-WITH_CALLER = Entrant("with outbox, caller wakes", "outbox", "uvloop")
+#: The event recorded by `Outbox.add`, a statement after the order's.
+WITH_ADD = Entrant("with outbox, add", "outbox", "uvloop")
+#: `add`, without `Outbox.waking`: wake-ups on the producers' own connections.
+WITH_CALLER = Entrant("with outbox, add, caller wakes", "outbox", "uvloop")
 RELAYED = Entrant("fleet outbox relay", "outbox", "uvloop")
 DIRECT = Entrant("fleet direct", "fleet", "uvloop")
 THROUGH = Entrant("fleet through the outbox", "fleet", "uvloop")
@@ -58,6 +62,7 @@ THROUGH = Entrant("fleet through the outbox", "fleet", "uvloop")
 PRODUCER_RUNS = (
     (PRODUCER, PLAIN, "tx-plain"),
     (PRODUCER, WITH, "tx-outbox"),
+    (PRODUCER, WITH_ADD, "tx-outbox-add"),
     (PRODUCER, WITH_CALLER, "tx-outbox-caller"),
     (PRODUCER_LINES, PLAIN, "tx-plain-lines"),
     (PRODUCER_LINES, WITH, "tx-outbox-lines"),
