@@ -221,6 +221,10 @@ class TestUpAndDemo:
         assert "dead-lettered           0" in demo.stdout
         assert "balanced: stock conserved, ledger = confirmed orders" in demo.stdout
         assert "matches the ledger: no order charged twice" in demo.stdout
+        assert "Daily sales (the reporting projection, from the order-events stream):" in (
+            demo.stdout
+        )
+        assert "counted this run's" in demo.stdout
         assert code == 0
         assert posted.status_code == 202, posted.text
         assert web_status in ("confirmed", "cancelled")

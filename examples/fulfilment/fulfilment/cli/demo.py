@@ -14,7 +14,7 @@ import click
 import httpx
 
 from fulfilment.demo import demo_orders, publish_orders
-from fulfilment.workers import audit
+from fulfilment.workers import audit, reporting
 from fulfilment.workers.clients import DEFAULT_GATEWAY_URL
 from workers.cli import EXIT_FAILURE, fail
 from workers.cli.options import resolve_url, url_option
@@ -33,6 +33,8 @@ Examples:
 #: How long to wait, after the last order ended, for compensations to settle
 #: before the books are checked.
 SETTLE_SECONDS = 10.0
+#: How long to wait for the reporting projection to count this run's orders.
+PROJECTION_SECONDS = 20.0
 
 
 @click.command(epilog=EXAMPLES)
@@ -64,8 +66,10 @@ def demo(
     broker-delayed retries (see `fleet standins run --help`). While the sagas
     run it shows counts by status every second; at the end a table: confirmed,
     cancelled by reason, dead-lettered, end-to-end latency p50/p95 (first
-    event to terminal event, from the saga timeline), and whether the books
-    balance. Exits 1 if sagas are still pending at --timeout or the books do not
+    event to terminal event, from the saga timeline), whether the books
+    balance, and the daily-sales projection the `reporting` worker builds
+    from the `order-events` stream, once it has counted this run's
+    confirmations. Exits 1 if sagas are still pending at --timeout or the books do not
     balance. Start the fleet first: `make up` (or `fleet up` in examples/fulfilment).
     """
     if not database_url:
@@ -100,7 +104,8 @@ async def _demo(count: int, seconds: float, seed: int | None, database_url: str,
         problems = await _settled_books(db) if finished else []
         gateway = await _gateway_problems(db, ids)
         _report(summary, time.monotonic() - started, problems, gateway)
-        return finished and not problems and not gateway
+        projected = await _projection(db, ids, summary.confirmed)
+        return finished and not problems and not gateway and projected is not False
     finally:
         await db.close()
 
@@ -186,6 +191,42 @@ def _report(
         click.secho(value, fg=colour)
     for problem in [*problems, *(gateway or [])][:10]:
         click.secho(f"  ! {problem}", fg="red")
+
+
+async def _projection(db: Any, ids: list[str], confirmed: int) -> bool | None:
+    """Wait for the reporting projection to count this run's confirmations, then
+    print its daily sales. None when no reporting worker has run in this
+    database; False when it did not catch up within PROJECTION_SECONDS."""
+    if not await db.fetchval("SELECT to_regclass('reporting_daily_sales') IS NOT NULL"):
+        click.echo("\n  projection  not shown (no reporting worker has run on this database)")
+        return None
+    deadline = time.monotonic() + PROJECTION_SECONDS
+    while True:
+        counted: int = await db.fetchval(
+            "SELECT count(*) FROM reporting_orders "
+            "WHERE order_id = ANY($1::text[]) AND status = 'confirmed'",
+            ids,
+        )
+        if counted >= confirmed or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    caught_up = counted >= confirmed
+    click.echo()
+    click.echo("  Daily sales (the reporting projection, from the order-events stream):")
+    click.echo(f"    {'day':<10}  {'currency':<8}  {'orders':>7}  {'revenue':>14}")
+    for day, currency, orders, revenue_cents in await reporting.daily_sales(db):
+        click.echo(
+            f"    {day.isoformat():<10}  {currency:<8}  {orders:>7}  {revenue_cents / 100:>14,.2f}"
+        )
+    if caught_up:
+        click.secho(f"    counted this run's {confirmed} confirmed orders", fg="green")
+    else:
+        click.secho(
+            f"    behind: {counted} of this run's {confirmed} confirmed orders counted "
+            f"after {PROJECTION_SECONDS:.0f}s (is the reporting worker running?)",
+            fg="red",
+        )
+    return caught_up
 
 
 def _safe(url: str) -> str:
