@@ -16,8 +16,10 @@ from pathlib import Path
 from tests.bench import layout
 from tests.bench.broker import Queues
 from tests.bench.config import Config
-from tests.bench.process import Child, ChildFailed, RssSampler
+from tests.bench.contenders import cclient, fleet_cli
+from tests.bench.process import Child, ChildFailed, Command, RssSampler
 from tests.bench.protocol import Job, Outcome
+from tests.bench.results import Skipped
 
 #: A drain whose queue depth has not moved for this long has stalled.
 STALL_SECONDS = 10.0
@@ -57,6 +59,9 @@ class Bench:
         self.log_dir = log_dir
         self._started = time.monotonic()
         self._tags = itertools.count(1)
+        #: Contenders left out of a scenario that ran (the report lists them as skipped).
+        self.notes: list[Skipped] = []
+        self._c_client: Path | cclient.Unavailable | None = None
 
     def progress(self, text: str) -> None:
         """One line on stderr, with the time since the run started."""
@@ -71,16 +76,50 @@ class Bench:
         """Generous: a contender slower than 500 msg/s is broken, not slow."""
         return 30.0 + messages / 500
 
+    async def c_client(self) -> Path:
+        """The C-client ceiling's binary, built once a run.
+
+        Raises:
+            cclient.Unavailable: it cannot be built here (the reason in one line).
+        """
+        if self._c_client is None:
+            try:
+                self._c_client = await cclient.build()
+            except cclient.Unavailable as exc:
+                self._c_client = exc
+        if isinstance(self._c_client, cclient.Unavailable):
+            raise self._c_client
+        return self._c_client
+
+    def topology_file(self) -> Path:
+        """The bench topology as a file, for `fleet worker run --file`."""
+        path = self.log_dir / "bench-topology.yaml"
+        if not path.exists():
+            path.write_text(layout.TOPOLOGY, encoding="utf-8")
+        return path
+
     async def spawn(self, job: Job) -> Child:
         """Start a contender process (it sets up, then waits for `go`)."""
+        child = self.child(job)
+        await child.start()
+        return child
+
+    def child(self, job: Job) -> Child:
+        """A contender process, not started yet."""
         name = f"{job.contender}-{job.role}-{job.tag}"
         profile = None
         if self.profile_dir is not None and job.contender in self.config.profile:
             self.profile_dir.mkdir(parents=True, exist_ok=True)
             profile = self.profile_dir / f"{name}.txt"
-        child = Child(job, self.log_dir / f"{name}.log", profile)
-        await child.start()
-        return child
+        return Child(job, self.log_dir / f"{name}.log", profile, self._command(job))
+
+    def _command(self, job: Job) -> Command | None:
+        if job.contender == fleet_cli.KEY:
+            return fleet_cli.command(job, self.topology_file())
+        if job.contender == cclient.KEY:
+            assert isinstance(self._c_client, Path), "c_client() first"
+            return cclient.command(job, self._c_client)
+        return None  # python -m tests.bench.child
 
     async def clean(self) -> None:
         """Empty every bench queue."""
@@ -90,18 +129,25 @@ class Bench:
         """Pre-fill `job.queue` with `job.expected` messages, then let the contender drain it.
 
         The contender process starts while the queue fills, so its imports cost
-        nothing; its clock starts at its first delivery. Its resident set is
-        sampled from `go` to its result.
+        nothing; its clock starts at its first delivery, or once its warm-up's
+        messages are handled. Its resident set is sampled from `go` to its
+        result. A contender without handshake (`fleet worker run`) starts once
+        the queue is full: its start-up falls in its warm-up.
 
         Raises:
             ChildFailed: it failed, or did not consume every message.
         """
         await self.clean()
-        child = await self.spawn(job)
+        child = self.child(job)
         sampler: RssSampler | None = None
         try:
-            await self.queues.fill(job.queue, job.expected, tag=job.tag)
-            await child.ready()
+            if child.command.handshake:
+                await child.start()
+                await self.queues.fill(job.queue, job.expected, tag=job.tag)
+                await child.ready()
+            else:
+                await self.queues.fill(job.queue, job.expected, tag=job.tag)
+                await child.start()
             sampler = RssSampler(child.pid)
             sampler.start()
             child.go()

@@ -29,7 +29,7 @@ from tests.bench.machine import describe, load
 from tests.bench.process import py_spy
 from tests.bench.report import render, write_json
 from tests.bench.results import Series, Skip, Skipped
-from tests.bench.scenarios import ON_DEMAND, SCENARIOS
+from tests.bench.scenarios import DEFAULT_SCENARIOS, ON_DEMAND, SCENARIOS
 
 RESULTS = Path(__file__).resolve().parent / "results"
 AMQP_URL = os.environ.get("FLEET_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -40,8 +40,9 @@ DATABASE_URL = os.environ.get(
 
 EXAMPLES = """
 examples:
-  python -m tests.bench                      the default run (under 10 minutes)
-  python -m tests.bench --quick              a smoke run (under 1 minute)
+  python -m tests.bench                      the default run: steady-state drain and saga step
+  python -m tests.bench --all                every scenario but scale (about 20 minutes)
+  python -m tests.bench --quick              a smoke run of every scenario but scale
   python -m tests.bench --only drain,saga --rounds 7
   python -m tests.bench --only scale --cluster-url "$(scripts/cluster urls)"
   make bench ARGS="--quick --json /tmp/bench.json"
@@ -55,8 +56,22 @@ def parse(argv: list[str]) -> Config:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--quick", action="store_true", help="fewer messages, shorter runs")
-    parser.add_argument("--rounds", type=_positive, help="rounds per scenario (default 5, quick 3)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a smoke test: few messages, every scenario"
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="every scenario but scale, not only drain and saga"
+    )
+    parser.add_argument(
+        "--extras",
+        action="store_true",
+        help="the informational contenders too (fleet public API, aio-pika+uvloop)",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=_positive,
+        help="rounds per scenario (default: drain and saga 3, the others 5; quick 3)",
+    )
     parser.add_argument("--json", type=Path, help="results file (default tests/bench/results/)")
     parser.add_argument(
         "--only", type=_scenarios, help=f"comma-separated scenarios: {','.join(SCENARIOS)}"
@@ -85,17 +100,22 @@ def parse(argv: list[str]) -> Config:
         "stacks go to <results>-profiles/ (py-spy: `uv pip install py-spy`)",
     )
     args = parser.parse_args(argv)
+    if args.only and args.all:
+        parser.error("--all and --only exclude each other")
+    every = tuple(s for s in SCENARIOS if s not in ON_DEMAND)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     return Config(
         sizes=sizes.QUICK if args.quick else sizes.DEFAULT,
         rounds=args.rounds or (sizes.QUICK_ROUNDS if args.quick else sizes.DEFAULT_ROUNDS),
-        scenarios=args.only or tuple(s for s in SCENARIOS if s not in ON_DEMAND),
+        steady_rounds=args.rounds or (sizes.QUICK_ROUNDS if args.quick else sizes.STEADY_ROUNDS),
+        quick=args.quick,
+        scenarios=args.only or (every if args.all or args.quick else DEFAULT_SCENARIOS),
         amqp_url=args.url,
         management_url=args.management_url,
         database_url=args.database_url,
         json_path=args.json or RESULTS / f"{stamp}.json",
         command=_command(argv),
-        extras=not args.quick,
+        extras=args.extras or args.all,
         cluster_url=args.cluster_url,
         cluster_management_url=args.cluster_management_url,
         profile=args.profile,
@@ -140,7 +160,7 @@ async def run(config: Config) -> int:
             if not management.delete_vhost(vhost):
                 print(f"bench: could not delete vhost {vhost}; remove it by hand", file=sys.stderr)
     machine["load at end"] = load()
-    print(render(machine, config.command, series, skipped))
+    print(render(machine, config.command, series, skipped, quick=config.quick))
     write_json(
         config.json_path,
         config=config,
@@ -192,7 +212,7 @@ async def _scenarios_on(
     finally:
         with contextlib.suppress(*BROKER_ERRORS):
             await queues.close()
-    return series, skipped
+    return series, [*bench.notes, *skipped]
 
 
 def _positive(text: str) -> int:

@@ -19,6 +19,7 @@ INVENTORY = "inventory"  # exchange the saga step's StockReserved goes to
 OUTBOX = "bench-outbox"  # exchange the outbox latency's relay publishes to (→ LATENCY)
 
 DRAIN = "bench-drain"  # pre-filled, drained by every consumer scenario
+DRAIN_QUORUM = "bench-drain-quorum"  # the same drain on a quorum queue (fleet vs the C client)
 LATENCY = "bench-latency"  # fed by the paced publisher
 FOLLOW = "bench-follow"  # collects the saga step's follow-ons
 PUBLISHED = "bench-published"  # collects the publish scenario's messages
@@ -26,7 +27,7 @@ STREAM = "bench-stream"  # the stream the replay scenario reads (filled once a r
 REPLAYED = "bench-replayed"  # where the replay scenario publishes
 
 #: Every queue a measurement may leave messages in (purged before each one).
-QUEUES = (DRAIN, LATENCY, FOLLOW, PUBLISHED, REPLAYED)
+QUEUES = (DRAIN, DRAIN_QUORUM, LATENCY, FOLLOW, PUBLISHED, REPLAYED)
 
 MODULE = "tests.bench.contenders.fleet_workers"
 PREFETCH = 256
@@ -39,6 +40,18 @@ COMMIT_BATCH = 64
 #: max_size), so one gathers while the other runs.
 BATCH_PREFETCH = 1000
 
+#: A consumer job's role → the worker of `TOPOLOGY` that plays it in fleet.
+WORKERS = {
+    "drain": "drain",
+    "drain-quorum": "drain_quorum",
+    "drain-grouped": "drain_grouped",
+    "drain-alone": "drain_alone",
+    "saga": "saga",
+    "latency": "latency",
+    "batch-insert": "batch_insert",
+    "single-insert": "single_insert",
+}
+
 TOPOLOGY = f"""
 version: 1
 exchanges:
@@ -47,6 +60,7 @@ exchanges:
   {OUTBOX}: {{type: topic}}
 queues:
   {DRAIN}: {{type: classic, retry: {{attempts: 1, delays: [5s]}}}}
+  {DRAIN_QUORUM}: {{type: quorum, retry: {{attempts: 1, delays: [5s]}}}}
   {LATENCY}:
     type: classic
     retry: {{attempts: 1, delays: [5s]}}
@@ -61,6 +75,11 @@ queues:
   {REPLAYED}: {{type: classic}}
 workers:
   drain: {{module: {MODULE}, queue: {DRAIN}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
+  drain_quorum:
+    module: {MODULE}
+    queue: {DRAIN_QUORUM}
+    prefetch: {PREFETCH}
+    concurrency: {CONCURRENCY}
   # The same worker with the inbox's group commit (scenario f).
   drain_grouped:
     module: {MODULE}

@@ -33,6 +33,9 @@ class Entrant:
 
 # fleet runs on uvloop through workers.runtime.loop.run, as `fleet worker run` does.
 FLEET = Entrant("fleet", "fleet", "uvloop")
+# The same runtime as users start it: `fleet worker run drain --file <bench topology>`
+# (no database, metrics off), a process of its own that the bench stops with SIGTERM.
+FLEET_CLI = Entrant("fleet worker run", "fleet-cli", "uvloop")
 # The same runtime on aiormq's public API only (FLEET_AMQP_FASTPATH=0): what the
 # fast path (workers/runtime/fastpath) is worth.
 FLEET_PUBLIC_API = Entrant("fleet public API", "fleet", "uvloop", extra=True, fastpath=False)
@@ -42,6 +45,10 @@ AIO_PIKA = Entrant("aio-pika", "aio-pika")
 AIO_PIKA_UVLOOP = Entrant("aio-pika+uvloop", "aio-pika", "uvloop", extra=True)
 # FastStream runs on uvloop, as `faststream run` does when uvloop is installed.
 FASTSTREAM = Entrant("faststream", "faststream", "uvloop")
+
+# The ceiling: librabbitmq in C, acking each delivery, decoding nothing (drain only;
+# left out with a note where it cannot be built).
+C_CLIENT = Entrant("C client", "c-client", "native")
 
 BASELINE = AIO_PIKA.label
 

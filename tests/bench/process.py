@@ -1,7 +1,10 @@
 """The parent side of a contender process: start it, hand-shake, read its Outcome.
 
 The child's stderr goes to a log file; when a child fails, its last lines are
-in the error. `RssSampler` watches a child's resident set with psutil; with a
+in the error. A child is `python -m tests.bench.child JOB` unless a `Command`
+says otherwise (the C client; `fleet worker run`, which has no handshake: it
+starts consuming at once, prints its result line, and is stopped with
+SIGTERM). `RssSampler` watches a child's resident set with psutil; with a
 profile path, py-spy samples the child from start to exit (collapsed stacks).
 """
 
@@ -11,7 +14,10 @@ import asyncio
 import contextlib
 import os
 import shutil
+import signal
 import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the dev group
@@ -32,6 +38,22 @@ class ChildFailed(Exception):
     """A contender process exited, said something unexpected, or took too long."""
 
 
+@dataclass(frozen=True)
+class Command:
+    """A contender process that is not `python -m tests.bench.child`.
+
+    Attributes:
+        argv: what to execute.
+        env: its whole environment (None: the bench's).
+        handshake: it prints ``ready`` and waits for ``go``; False: it consumes as soon
+            as it starts, and exits only when told to (SIGTERM) after its result.
+    """
+
+    argv: Sequence[str]
+    env: Mapping[str, str] | None = None
+    handshake: bool = True
+
+
 class Child:
     """One contender process.
 
@@ -39,12 +61,19 @@ class Child:
         job: what it runs.
         log: where its stderr goes.
         profile: where py-spy writes the child's collapsed stacks; None: no profile.
+        command: what runs (default: ``python -m tests.bench.child JOB``).
     """
 
-    def __init__(self, job: Job, log: Path, profile: Path | None = None):
+    def __init__(
+        self, job: Job, log: Path, profile: Path | None = None, command: Command | None = None
+    ):
         self.job = job
         self.log = log
         self.profile = profile
+        self.command = command or Command(
+            [sys.executable, "-m", "tests.bench.child", _encode_job(job)],
+            None if job.fastpath else {**os.environ, "FLEET_AMQP_FASTPATH": "0"},
+        )
         self._process: asyncio.subprocess.Process | None = None
         self._profiler: asyncio.subprocess.Process | None = None
 
@@ -56,15 +85,12 @@ class Child:
     async def start(self) -> None:
         with self.log.open("ab") as stderr:
             self._process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.bench.child",
-                _encode_job(self.job),
+                *self.command.argv,
                 cwd=ROOT,
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=stderr,
-                env=None if self.job.fastpath else {**os.environ, "FLEET_AMQP_FASTPATH": "0"},
+                env=None if self.command.env is None else dict(self.command.env),
             )
         executable = py_spy()
         if self.profile is not None and executable is not None:
@@ -89,10 +115,11 @@ class Child:
         await self._expect(READY, seconds)
 
     def go(self) -> None:
-        """Let it start (connect, consume or publish)."""
+        """Let it start (connect, consume or publish); nothing for a child without handshake."""
         assert self._process is not None
         assert self._process.stdin is not None
-        self._process.stdin.write((GO + "\n").encode())
+        if self.command.handshake:
+            self._process.stdin.write((GO + "\n").encode())
 
     async def consuming(self, seconds: float = 30.0) -> None:
         """Wait until its consumer is registered with the broker."""
@@ -107,6 +134,17 @@ class Child:
             raise self._failed(f"expected a result, got {line!r}")
         outcome = decode_outcome(line[len(RESULT) :])
         assert self._process is not None
+        if not self.command.handshake:
+            # `fleet worker run` drains in flight work and sends its last acks on SIGTERM.
+            with contextlib.suppress(ProcessLookupError):
+                self._process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(self._process.wait(), 30)
+            except TimeoutError:
+                raise self._failed("did not stop within 30 s of SIGTERM") from None
+            if self._process.returncode != 0:
+                raise self._failed(f"exited with code {self._process.returncode} on SIGTERM")
+            return outcome
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._process.wait(), 10)
         return outcome

@@ -35,6 +35,8 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
         tag: prefix of the message ids this job publishes.
         database_url: PostgreSQL for fleet's inbox; None keeps the default inbox.
         warmup: share of the first latency samples left out of the percentiles.
+        warmup_messages: drains and saga steps: messages handled before the clock
+            starts (steady state: start-up, connection and cache warm-up left out).
         observe: fleet's observability: "" (the bench default: no metrics, no
             tracing), "metrics" (Prometheus counting on), "traced" (metrics and
             an OpenTelemetry SDK recording a span per delivery).
@@ -55,6 +57,7 @@ class Job(msgspec.Struct, kw_only=True, frozen=True):
     tag: str = "m"
     database_url: str | None = None
     warmup: float = 0.1
+    warmup_messages: int = 0
     observe: str = ""
     fastpath: bool = True
 
@@ -64,12 +67,16 @@ class Outcome(msgspec.Struct, kw_only=True):
 
     Attributes:
         count: messages consumed (or published).
-        seconds: first delivery → last ack and consumer cancelled (publishers:
-            first publish → last confirm).
+        seconds: first delivery (or the end of the warm-up) → last ack and consumer
+            cancelled (publishers: first publish → last confirm).
         cpu_seconds: this process's CPU time over the same interval.
         max_rss_kb: the process's peak resident set (getrusage).
         latency_ms: publish → handler entry, per phase: ``{"1000/s p99": 0.8, ...}``.
         extra: anything else worth keeping in the JSON.
+        warmup: messages of `count` handled before the clock started (0: it started
+            at the first delivery, which is then counted).
+        rss_warm_kb: the resident set when the clock started (0: not measured).
+        rss_end_kb: the resident set when the last message was handled.
     """
 
     count: int
@@ -78,10 +85,26 @@ class Outcome(msgspec.Struct, kw_only=True):
     max_rss_kb: int
     latency_ms: dict[str, float] = {}
     extra: dict[str, float] = {}
+    warmup: int = 0
+    rss_warm_kb: int = 0
+    rss_end_kb: int = 0
+
+    @property
+    def timed(self) -> int:
+        """The messages inside the clock."""
+        return self.count - self.warmup
 
     @property
     def rate(self) -> float:
-        return self.count / self.seconds if self.seconds > 0 else 0.0
+        return self.timed / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def rss_growth_kb(self) -> float | None:
+        """Resident-set growth from the clock's start to the last message, in KiB
+        per 10,000 messages; None when either end was not measured."""
+        if not (self.rss_warm_kb and self.rss_end_kb and self.timed > 0):
+            return None
+        return (self.rss_end_kb - self.rss_warm_kb) * 10_000 / self.timed
 
 
 def encode_job(job: Job) -> str:

@@ -13,7 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from tests.bench.config import Config
-from tests.bench.results import TARGETS, Series, Skipped, ratio
+from tests.bench.results import TARGETS, Series, Skipped, ceiling_shares, ratio
+
+QUICK_NOTE = (
+    "--quick: short measurements (a few thousand messages, start-up included): "
+    "these figures are a smoke test only, not a result"
+)
 
 COLUMNS = ("scenario", "contender", "median", "min", "max", "unit", "ratio", "vs", "cpu", "others")
 RIGHT = {"median", "min", "max", "ratio", "cpu", "others"}
@@ -24,8 +29,10 @@ def render(
     command: str,
     series: list[Series],
     skipped: Sequence[Skipped],
+    *,
+    quick: bool = False,
 ) -> str:
-    """The whole report as text."""
+    """The whole report as text; a --quick run's says its figures are a smoke test."""
     lines = [
         "fleet benchmark",
         "machine: "
@@ -41,12 +48,18 @@ def render(
         f"libraries: {machine['libraries']}",
         f"load average: {machine['load at start']} at start, {machine.get('load at end')} at end",
         f"command: {command}",
+        *([QUICK_NOTE] if quick else []),
         "",
         table(series),
     ]
     for skip in skipped:
         lines.append(f"skipped {skip.scenario}: {skip.reason}")
+    shares = ceilings(series)
+    if shares:
+        lines += ["", shares]
     lines += ["", targets(series)]
+    if quick:
+        lines += ["", QUICK_NOTE]
     return "\n".join(lines)
 
 
@@ -100,6 +113,17 @@ def targets(series: list[Series]) -> str:
     return "\n".join(lines)
 
 
+def ceilings(series: list[Series]) -> str:
+    """fleet's drain as a share of the C client's ceiling, per queue type ("" if not run)."""
+    shares = ceiling_shares(series)
+    if not shares:
+        return ""
+    lines = ["share of the C client's ceiling (median ÷ the C client's median):"]
+    for scenario, contender, share in shares:
+        lines.append(f"  {scenario}: {contender:<18} {_ratio(share):>7}")
+    return "\n".join(lines)
+
+
 def write_json(
     path: Path,
     *,
@@ -115,7 +139,9 @@ def write_json(
         "started": started,
         "seconds": round(seconds, 1),
         "command": config.command,
+        "quick": config.quick,
         "rounds": config.rounds,
+        "steady_rounds": config.steady_rounds,
         "sizes": vars(config.sizes),
         "machine": machine,
         "results": [
@@ -138,6 +164,10 @@ def write_json(
             for s in series
         ],
         "skipped": [{"scenario": s.scenario, "reason": s.reason} for s in skipped],
+        "ceiling_shares": [
+            {"scenario": scenario, "contender": contender, "share": share}
+            for scenario, contender, share in ceiling_shares(series)
+        ],
         "targets": [
             {"target": str(t), "ratio": value, "met": met}
             for t in TARGETS
@@ -155,6 +185,8 @@ def _number(value: float | None, unit: str) -> str:
         return f"{value:,.0f}"
     if unit == "ms":
         return f"{value:.2f}"
+    if unit.startswith("KiB"):
+        return f"{value:,.0f}"
     return f"{value:.1f}"
 
 

@@ -124,3 +124,28 @@ TARGETS = (
     Target("outbox producer", "with outbox", "without outbox", ">=", 0.7),
     Target("outbox relay", "fleet outbox relay", "fleet direct", ">=", 0.8),
 )
+
+
+#: Whose share of the C client's ceiling the report gives: (scenario, contender).
+CEILING = "C client"
+CEILING_SHARES = (
+    ("drain", "fleet"),
+    ("drain", "fleet worker run"),
+    ("drain, quorum queue", "fleet"),
+)
+
+
+def ceiling_shares(everything: list[Series]) -> list[tuple[str, str, float | None]]:
+    """(scenario, contender, median ÷ the C client's median in that scenario); None
+    when either side has no result (the C client was left out, say)."""
+    shares = []
+    for scenario, contender in CEILING_SHARES:
+        mine = find(everything, scenario, contender)
+        ceiling = find(everything, scenario, CEILING)
+        if mine is None and ceiling is None:
+            continue
+        share = None
+        if mine is not None and ceiling is not None and mine.median and ceiling.median:
+            share = mine.median / ceiling.median
+        shares.append((scenario, contender, share))
+    return shares

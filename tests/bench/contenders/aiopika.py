@@ -37,7 +37,11 @@ def run(job: Job, signals: Signals) -> Outcome:
 
 
 async def _consume(job: Job, signals: Signals) -> Outcome:
-    probe = Probe(job.expected, phases(job.rates, job.seconds) if job.rates else None)
+    probe = Probe(
+        job.expected,
+        phases(job.rates, job.seconds) if job.rates else None,
+        warmup=job.warmup_messages,
+    )
     done = asyncio.Event()
     probe.on_done = done.set
     connection = await aio_pika.connect(job.url)

@@ -54,7 +54,7 @@ def run(job: Job, signals: Signals) -> Outcome:
 
 
 async def _consume(job: Job, signals: Signals) -> Outcome:
-    probe = Probe(job.expected)
+    probe = Probe(job.expected, warmup=job.warmup_messages)
     done = asyncio.Event()
     probe.on_done = done.set
     broker = RabbitBroker(

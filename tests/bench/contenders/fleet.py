@@ -33,15 +33,7 @@ from workers.runtime.service import WorkerSettings, run_worker
 from workers.runtime.shutdown import Shutdown
 
 #: role → the worker of `layout.TOPOLOGY` that plays it.
-WORKERS = {
-    "drain": "drain",
-    "drain-grouped": "drain_grouped",
-    "drain-alone": "drain_alone",
-    "saga": "saga",
-    "latency": "latency",
-    "batch-insert": "batch_insert",
-    "single-insert": "single_insert",
-}
+WORKERS = layout.WORKERS
 
 
 def run(job: Job, signals: Signals) -> Outcome:
@@ -62,7 +54,11 @@ def run(job: Job, signals: Signals) -> Outcome:
     )
     if job.observe == "traced":
         _record_spans()
-    probe = Probe(job.expected, phases(job.rates, job.seconds) if job.rates else None)
+    probe = Probe(
+        job.expected,
+        phases(job.rates, job.seconds) if job.rates else None,
+        warmup=job.warmup_messages,
+    )
     fleet_workers.PROBE = probe
     signals.ready()
     return run_on_fleet_loop(_consume(settings, probe, signals, marks, job.warmup))

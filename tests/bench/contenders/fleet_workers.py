@@ -6,6 +6,11 @@ it was entered. Each tells the process's Probe, which the contender installs
 before the worker starts. `batch_insert` and `single_insert` store each order
 as a row through ctx.db: one `executemany` per batch of 500, or one INSERT per
 message (scenario batch).
+
+Under `fleet worker run` (the "fleet worker run" contender) nobody installs a
+Probe: `PROBE` is then built from the `FLEET_BENCH_PROBE` variable, and prints
+the bench's result line on stdout when its last message is handled (see
+`fleet_cli`).
 """
 
 from __future__ import annotations
@@ -13,15 +18,16 @@ from __future__ import annotations
 from fulfilment.contracts.inventory import StockReserved
 from fulfilment.contracts.orders import OrderPlaced
 
+from tests.bench.contenders.fleet_cli import probe_from_environment
 from tests.bench.payload import SENT_NS, reserve
-from tests.bench.probe import Probe
 from workers import Context, Worker
 from workers.worker import Resources
 
-#: Replaced by the contender before `run_worker` starts.
-PROBE = Probe(0)
+#: Replaced by the in-process contender before `run_worker` starts.
+PROBE = probe_from_environment()
 
 drain = Worker("drain")
+drain_quorum = Worker("drain_quorum")  # the same handler, on a quorum queue
 drain_grouped = Worker("drain_grouped")  # the same handler, with the inbox's group commit
 drain_alone = Worker("drain_alone")  # and with a transaction per delivery
 saga = Worker("saga")
@@ -42,6 +48,7 @@ async def do_nothing(event: OrderPlaced, ctx: Context) -> None:
     PROBE.tick()
 
 
+drain_quorum.handles(OrderPlaced)(do_nothing)
 drain_grouped.handles(OrderPlaced)(do_nothing)
 drain_alone.handles(OrderPlaced)(do_nothing)
 

@@ -44,3 +44,7 @@ SCENARIOS: dict[str, Scenario] = {
 #: Run only when named in --only: scale starts real worker processes, and a
 #: cluster if one is given, for minutes of its own.
 ON_DEMAND = frozenset({"scale"})
+#: The default run: the steady-state drains and saga steps (100,000 messages a
+#: measurement) fill its 10 minutes; --all and --quick add every other scenario
+#: but scale, --only names them.
+DEFAULT_SCENARIOS = ("drain", "saga")

@@ -31,7 +31,7 @@ async def run(bench: Bench) -> list[Series]:
             role="drain",
             url=bench.url,
             queue=layout.DRAIN,
-            expected=bench.config.sizes.drain,
+            expected=bench.config.sizes.observe,
             prefetch=layout.PREFETCH,
             tag=tag,
             observe=MODES[entrant.label],

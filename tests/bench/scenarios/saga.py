@@ -1,9 +1,12 @@
 """b. saga step: decode, publish one follow-on event with a publisher confirm, ack.
 
 fleet's worker whose handler returns a StockReserved (the runtime publishes it
-with `mandatory` and waits for the confirm before acking) vs the same written
-by hand with aio-pika vs FastStream's subscriber + publisher. After each
-measurement every follow-on must be in the follow-on queue.
+with `mandatory` and waits for the confirm before acking), in the bench's
+harness and as `fleet worker run`, vs the same written by hand with aio-pika
+vs FastStream's subscriber + publisher, in steady state: 100,000 messages, the
+first 10,000 untimed; each contender's RSS at its last message and its growth
+since the warm-up are rows too. After each measurement every follow-on must be
+in the follow-on queue.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from tests.bench.lineup import (
     BASELINE,
     FASTSTREAM,
     FLEET,
+    FLEET_CLI,
     FLEET_PUBLIC_API,
     Entrant,
     running,
@@ -26,7 +30,7 @@ from tests.bench.results import Series
 from tests.bench.scenarios.throughput import drain_rounds
 
 NAME = "saga step"
-ENTRANTS = (FLEET, FLEET_PUBLIC_API, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
+ENTRANTS = (FLEET, FLEET_CLI, FLEET_PUBLIC_API, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM)
 
 
 async def run(bench: Bench) -> list[Series]:
@@ -36,6 +40,7 @@ async def run(bench: Bench) -> list[Series]:
             url=bench.url,
             queue=layout.DRAIN,
             expected=bench.config.sizes.saga,
+            warmup_messages=bench.config.sizes.warmup,
             prefetch=layout.PREFETCH,
             tag=tag,
         )
@@ -49,5 +54,12 @@ async def run(bench: Bench) -> list[Series]:
 
     entrants = running(ENTRANTS, extras=bench.config.extras)
     return await drain_rounds(
-        bench, NAME, entrants, job, baseline=BASELINE, check=follow_ons_arrived
+        bench,
+        NAME,
+        entrants,
+        job,
+        baseline=BASELINE,
+        check=follow_ons_arrived,
+        steady=True,
+        rounds=bench.config.steady_rounds,
     )

@@ -105,7 +105,7 @@ async def run(bench: Bench) -> list[Series]:
 
 async def _measure(bench: Bench, queues: Queues, path: Path, urls: str, count: int) -> float:
     """N worker processes drain a filled queue together; the queue's rate in msg/s."""
-    total = bench.config.sizes.drain
+    total = bench.config.sizes.scale
     await queues.purge(QUEUE)
     workers = [
         WorkerProcess("drain", topology_file=path, url=urls, args=["--prefetch", str(PREFETCH)])

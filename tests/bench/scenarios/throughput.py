@@ -2,8 +2,12 @@
 
 Each round runs every entrant once, in the same order (A B C A B C ...), each
 on a freshly pre-filled queue. The sample is the consumer's own rate: messages
-over first delivery → last ack. With `rss_row`, the peak resident set of each
-drain (psutil, sampled) becomes a row of its own.
+over first delivery (or the end of the job's warm-up) → last ack. With
+`rss_row`, the peak resident set of each drain (psutil, sampled) becomes a row
+of its own; with `steady`, so do the resident set each contender reports at
+its last message (`<scenario> rss at end`) and its growth from the end of the
+warm-up to then, per 10,000 messages (`<scenario> rss growth`: no ratio, a
+baseline near zero makes one meaningless).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from tests.bench.protocol import Job, Outcome
 from tests.bench.results import Series
 from tests.bench.scenarios.collect import MIB, Collector
 
+GROWTH_UNIT = "KiB/10k"
 MakeJob = Callable[[Entrant, str], Job]  # (entrant, message tag) → job
 Check = Callable[[Job, Outcome], Awaitable[None]]  # raises ChildFailed when wrong
 
@@ -29,12 +34,16 @@ async def drain_rounds(
     baseline: str,
     check: Check | None = None,
     rss_row: str | None = None,
+    steady: bool = False,
+    rounds: int | None = None,
 ) -> list[Series]:
-    """Every entrant drains a pre-filled queue once per round; returns msg/s rows
-    (and MiB rows named `rss_row`)."""
+    """Every entrant drains a pre-filled queue once per round (`rounds`, default the
+    run's); returns msg/s rows (and MiB rows named `rss_row`, and with `steady`
+    the end-of-run RSS and its growth)."""
     collector = Collector(bench, unit="msg/s", higher_is_better=True, baseline=baseline)
     memory = Collector(bench, unit="MiB", higher_is_better=False, baseline=baseline)
-    rounds = bench.config.rounds
+    growth = Collector(bench, unit=GROWTH_UNIT, higher_is_better=False, baseline="")
+    rounds = rounds or bench.config.rounds
     for number in range(1, rounds + 1):
         for entrant in entrants:
             job = make_job(entrant, bench.tag())
@@ -56,12 +65,26 @@ async def drain_rounds(
                     details=own_peak,
                     others=collector.last_others,
                 )
+            memory_line = f"peak RSS {drained.rss_peak / MIB:.1f} MiB"
+            if steady and outcome.rss_end_kb:
+                memory.add(
+                    f"{scenario} rss at end",
+                    entrant.label,
+                    outcome.rss_end_kb / 1024,
+                    others=collector.last_others,
+                )
+                memory_line += f", at end {outcome.rss_end_kb / 1024:.1f} MiB"
+            grown = outcome.rss_growth_kb
+            if steady and grown is not None:
+                growth.add(
+                    f"{scenario} rss growth", entrant.label, grown, others=collector.last_others
+                )
+                memory_line += f", {grown:+,.0f} KiB per 10k messages"
             bench.progress(
                 f"{scenario} · round {number}/{rounds} · {entrant.label}: "
-                f"{outcome.rate:,.0f} msg/s, {cpu or 0:.0%} CPU, "
-                f"peak RSS {drained.rss_peak / MIB:.1f} MiB"
+                f"{outcome.rate:,.0f} msg/s, {cpu or 0:.0%} CPU, {memory_line}"
             )
-    return collector.series + memory.series
+    return collector.series + memory.series + growth.series
 
 
 async def _drain_and_check(bench: Bench, job: Job, check: Check | None) -> Drained:
