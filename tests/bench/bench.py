@@ -15,9 +15,10 @@ from pathlib import Path
 
 from tests.bench import layout
 from tests.bench.broker import Queues
+from tests.bench.command import Command
 from tests.bench.config import Config
 from tests.bench.contenders import cclient, fleet_cli
-from tests.bench.process import Child, ChildFailed, Command, RssSampler
+from tests.bench.process import Child, ChildFailed, RssSampler
 from tests.bench.protocol import Job, Outcome
 from tests.bench.results import Skipped
 

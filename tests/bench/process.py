@@ -16,16 +16,13 @@ import os
 import shutil
 import signal
 import sys
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import psutil  # type: ignore[import-untyped]  # no stubs in the dev group
 
+from tests.bench.command import ROOT, Command
 from tests.bench.protocol import CONSUMING, GO, READY, RESULT, Job, Outcome, decode_outcome
 from tests.bench.protocol import encode_job as _encode_job
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def py_spy() -> str | None:
@@ -36,22 +33,6 @@ def py_spy() -> str | None:
 
 class ChildFailed(Exception):
     """A contender process exited, said something unexpected, or took too long."""
-
-
-@dataclass(frozen=True)
-class Command:
-    """A contender process that is not `python -m tests.bench.child`.
-
-    Attributes:
-        argv: what to execute.
-        env: its whole environment (None: the bench's).
-        handshake: it prints ``ready`` and waits for ``go``; False: it consumes as soon
-            as it starts, and exits only when told to (SIGTERM) after its result.
-    """
-
-    argv: Sequence[str]
-    env: Mapping[str, str] | None = None
-    handshake: bool = True
 
 
 class Child:

@@ -120,7 +120,8 @@ def ceilings(series: list[Series]) -> str:
         return ""
     lines = ["share of the C client's ceiling (median ÷ the C client's median):"]
     for scenario, contender, share in shares:
-        lines.append(f"  {scenario}: {contender:<18} {_ratio(share):>7}")
+        value = "-" if share is None else f"{share:.0%}"
+        lines.append(f"  {f'{scenario}: {contender}':<40} {value:>5}")
     return "\n".join(lines)
 
 

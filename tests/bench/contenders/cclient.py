@@ -19,54 +19,72 @@ import tempfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
-from tests.bench.process import Command
+from tests.bench.command import Command
 from tests.bench.protocol import Job
 
 KEY = "c-client"
 SOURCE = Path(__file__).resolve().parent.parent / "cclient" / "drain.c"
+#: Where built clients are kept, named by their source's hash.
+CACHE = Path(tempfile.gettempdir()) / "fleet-bench-cclient"
 
 
 class Unavailable(Exception):
     """The C client cannot be built here; the message says why, in one line."""
 
 
-async def build() -> Path:
-    """The compiled client (compiled now unless cached).
+async def build(source: Path = SOURCE, cache: Path = CACHE) -> Path:
+    """The compiled client (compiled into `cache` now unless already there).
 
     Raises:
         Unavailable: no C compiler, no librabbitmq headers, or another build error.
     """
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        raise Unavailable("no C compiler (cc or gcc) on PATH")
-    source = SOURCE.read_bytes()
-    digest = hashlib.sha256(source).hexdigest()[:16]
-    binary = Path(tempfile.gettempdir()) / "fleet-bench-cclient" / f"drain-{digest}"
+    compiler = _compiler()
+    binary = _cached(source, cache)
     if binary.exists():
         return binary
-    binary.parent.mkdir(parents=True, exist_ok=True)
     partial = binary.with_name(f"{binary.name}.{os.getpid()}")
     process = await asyncio.create_subprocess_exec(
         compiler,
         "-O2",
         "-o",
         str(partial),
-        str(SOURCE),
+        str(source),
         "-lrabbitmq",
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
     output, _ = await process.communicate()
     if process.returncode != 0:
-        text = output.decode(errors="replace")
-        if "amqp.h" in text or "tcp_socket.h" in text:
-            raise Unavailable("librabbitmq headers missing (apt-get install librabbitmq-dev)")
-        if "-lrabbitmq" in text or "rabbitmq" in text:
-            raise Unavailable("librabbitmq not found by the linker (librabbitmq-dev)")
-        first = text.strip().splitlines()[0] if text.strip() else f"exit {process.returncode}"
-        raise Unavailable(f"build failed: {first}")
-    partial.replace(binary)
+        raise Unavailable(_why(output.decode(errors="replace"), process.returncode))
+    partial.replace(binary)  # atomic: a concurrent run never executes half a file
     return binary
+
+
+def _cached(source: Path, cache: Path) -> Path:
+    """Where the binary of this very source lives (`cache` is created)."""
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / f"{source.stem}-{hashlib.sha256(source.read_bytes()).hexdigest()[:16]}"
+
+
+def _compiler() -> str:
+    """$CC, else cc, else gcc, as an absolute path."""
+    wanted = os.environ.get("CC")
+    for name in [wanted] if wanted else ["cc", "gcc"]:
+        found = shutil.which(name)
+        if found:
+            return found
+    raise Unavailable(f"no C compiler ({wanted or 'cc or gcc'}) on PATH")
+
+
+def _why(output: str, code: int | None) -> str:
+    """The build's failure in one line."""
+    lines = output.strip().splitlines()
+    missing = [line for line in lines if "No such file" in line or "not found" in line]
+    if any("amqp" in line or "rabbitmq-c" in line for line in missing):
+        return "librabbitmq headers missing (apt-get install librabbitmq-dev)"
+    if any("-lrabbitmq" in line or "lrabbitmq" in line for line in lines):
+        return "librabbitmq not found by the linker (apt-get install librabbitmq-dev)"
+    return f"build failed: {lines[0] if lines else f'exit {code}'}"
 
 
 def command(job: Job, binary: Path) -> Command:

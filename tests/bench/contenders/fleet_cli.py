@@ -19,8 +19,8 @@ import sys
 from pathlib import Path
 
 from tests.bench import layout
+from tests.bench.command import ROOT, Command
 from tests.bench.probe import Probe, now
-from tests.bench.process import ROOT, Command
 from tests.bench.protocol import RESULT, Job, decode_job, encode_job, encode_outcome
 
 KEY = "fleet-cli"
