@@ -69,7 +69,8 @@ docs:
 	@.ci/setup
 	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs serve
 
-# Benchmarks against bare aio-pika and FastStream (see tests/bench/README.md).
+# Benchmarks against bare aio-pika, FastStream and a C client (see tests/bench/README.md):
+# the default run measures steady-state drains and saga steps; ARGS=--all runs every scenario.
 bench:
 	@.ci/setup && .ci/services && uv sync --locked --quiet --group docs --group bench
 	.venv/bin/python -m tests.bench $(ARGS)

@@ -1,4 +1,4 @@
-"""How big a run is: the default run (under 10 minutes) and --quick (under 1 minute)."""
+"""How big a run is: the default run (steady state, under 10 minutes) and --quick (a smoke test)."""
 
 from __future__ import annotations
 
