@@ -16,7 +16,7 @@ from tests.bench.config import Config
 from tests.bench.results import TARGETS, Series, Skipped, ceiling_shares, ratio
 
 QUICK_NOTE = (
-    "--quick: short measurements (a few thousand messages, start-up included): "
+    "--quick: short measurements (a few thousand messages, little warm-up): "
     "these figures are a smoke test only, not a result"
 )
 
