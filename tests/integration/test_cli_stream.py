@@ -9,13 +9,12 @@ import socket
 import aio_pika
 import pytest
 from click.testing import CliRunner, Result
-from rstream import Consumer
 
 from tests.conftest import Broker
+from tests.fixtures.stream_offsets import store_offset
 from topology import loads
 from topology.apply import apply
 from workers.cli import cli
-from workers.streams.connect import StreamEndpoint
 
 TOPOLOGY = loads(
     """
@@ -151,16 +150,7 @@ class TestTail:
 
 class TestOffsets:
     def test_offsets_show_the_end_and_each_named_consumers_lag(self, events: Broker) -> None:
-        async def store() -> None:
-            endpoint = StreamEndpoint.from_amqp_url(events.amqp_url)
-            consumer: Consumer = endpoint.consumer()
-            await endpoint.start(consumer)
-            try:
-                await consumer.store_offset("order-events", "audit", 1)
-            finally:
-                await consumer.close()
-
-        asyncio.run(store())
+        store_offset(events.amqp_url, "order-events", "audit", 1)
         tail = fleet(
             "stream",
             "tail",

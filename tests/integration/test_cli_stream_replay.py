@@ -17,10 +17,10 @@ import aio_pika
 import asyncpg
 import pytest
 from click.testing import CliRunner, Result
-from rstream import Consumer
 
 from tests.conftest import Broker
 from tests.fixtures.ledger_worker import SCHEMA
+from tests.fixtures.stream_offsets import store_offset, stored_offset
 from tests.integration.conftest import ROOT, PikaPublisher, order
 from tests.integration.test_metrics import free_port, scrape
 from topology import load, loads
@@ -261,28 +261,10 @@ class TestReplay:
         assert [r.message_id for r in received] == [f"m-{i}" for i in range(200)]
 
     def test_no_named_consumer_offset_moves(self, events: Broker) -> None:
-        async def stored() -> int:
-            endpoint = StreamEndpoint.from_amqp_url(events.amqp_url)
-            consumer: Consumer = endpoint.consumer()
-            await endpoint.start(consumer)
-            try:
-                return await consumer.query_offset("order-events", "audit")
-            finally:
-                await consumer.close()
-
-        async def store() -> None:
-            endpoint = StreamEndpoint.from_amqp_url(events.amqp_url)
-            consumer: Consumer = endpoint.consumer()
-            await endpoint.start(consumer)
-            try:
-                await consumer.store_offset("order-events", "audit", 1)
-            finally:
-                await consumer.close()
-
-        asyncio.run(store())
+        store_offset(events.amqp_url, "order-events", "audit", 1)
         result = replay(events, "order-events", "--since", "1h", "--into", "audit")
         assert result.exit_code == 0, result.output
-        assert asyncio.run(stored()) == 1
+        assert stored_offset(events.amqp_url, "order-events", "audit") == 1
 
 
 class TestSuperStream:
