@@ -154,6 +154,30 @@ class TestReading:
         assert parked[0].headers[h.WORKER] == "tally"
         assert parked[0].body == b'{"sale_id": 2}'
 
+    async def test_bytes_that_are_not_an_amqp_message_are_parked_and_the_next_is_handled(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """A stream client may write anything: bytes no AMQP 1.0 reader can decode are
+        parked as they came (reason undecodable-properties, with their offset), and
+        the worker reads on. Nothing after them in their chunk is lost."""
+        from rstream import Producer
+
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(0)])
+        garbage = b"\x00\x53\x74\x74\x00\x00\x00\x01not amqp"  # a decimal32: no reader
+        async with Producer(
+            "127.0.0.1", username="guest", password="guest", vhost=broker.vhost
+        ) as producer:
+            await producer.send_wait("sales-log", garbage)
+        await publish(broker.amqp_url, [sale(1)], start=1)
+        with worker(broker, path):
+            answers = await collect(broker.amqp_url, "seen", 2)
+            [parked] = await collect(broker.amqp_url, "sales-log.tally.dead", 1)
+        assert sales_of(answers) == ["s-0", "s-1"]
+        assert parked.headers[h.REASON] == "undecodable-properties"
+        assert parked.headers[h.STREAM_OFFSET] == 1
+        assert parked.body == garbage
+
 
 def sales_of(answers: list[Any]) -> list[str]:
     """The sale ids answered, in order (offsets are not all messages: RabbitMQ writes

@@ -60,7 +60,7 @@ def read_delivery(message: DeliveredMessage) -> Delivery:
     headers: dict[str, Any] = raw if isinstance(raw, dict) else {}
     type_name = _text(properties.message_type)
     routing_key = _text(getattr(delivery, "routing_key", None)) or ""
-    message_id = _id(properties.message_id) or derive_message_id(
+    message_id = clean_id(properties.message_id) or derive_message_id(
         type_name or routing_key, message.body
     )
     undecodable = headers.get(h.UNDECODABLE)
@@ -74,8 +74,8 @@ def read_delivery(message: DeliveredMessage) -> Delivery:
         type_name=type_name,
         version=version_of(headers),
         message_id=message_id,
-        correlation_id=_id(properties.correlation_id) or message_id,
-        causation_id=_id(headers.get(h.CAUSATION_ID)),
+        correlation_id=clean_id(properties.correlation_id) or message_id,
+        causation_id=clean_id(headers.get(h.CAUSATION_ID)),
         attempts=count(headers.get(h.ATTEMPTS)),
         retries=count(headers.get(h.RETRIES)),
         deliveries=count(headers[h.DELIVERIES]) if h.DELIVERIES in headers else None,
@@ -106,7 +106,7 @@ def count(value: Any) -> int:
     return value if type(value) is int and value >= 0 else 0
 
 
-def _id(value: Any) -> str | None:
+def clean_id(value: Any) -> str | None:
     """An id as fleet keeps it: as sent, unless it holds NUL, which PostgreSQL's text
     refuses (one such id in a group-commit batch would fail every member's claim).
     Those become a stable digest, so redeliveries still dedupe under it."""

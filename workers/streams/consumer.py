@@ -1,6 +1,6 @@
 """One stream message's path, in offset order, one at a time per stream:
 
-    read it (`message.stream_delivery`) ─▶ another reader's contract: pass it over
+    read it (`message.read_stream_delivery`) ─▶ another reader's contract: pass it over
     ─▶ the handler stage (`runtime.handling`): decode, handle with in-process
     retries, publish follow-ons with confirms
     ─▶ done: note the offset; cannot be processed: park a copy in the worker's
@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import cast
 
 import structlog
-from rstream import AMQPMessage, MessageContext
+from rstream import MessageContext
 
 from topology.names import dead_letter_queue, failure_exchange
 from workers.errors import PublishFailed, WorkerError
@@ -31,7 +31,7 @@ from workers.runtime.delivery import Delivery
 from workers.runtime.hooks import Observers
 from workers.runtime.publisher import Publisher
 from workers.runtime.retry import Decision, Park, describe, truncate
-from workers.streams.message import stream_delivery
+from workers.streams.message import read_stream_delivery
 from workers.streams.positions import OffsetClaims, Positions
 
 log = structlog.get_logger("fleet.stream")
@@ -97,9 +97,10 @@ class StreamConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
 
-    async def on_message(self, message: AMQPMessage, context: MessageContext) -> None:
-        """rstream's callback: awaited per message, in offset order. It never raises
-        (rstream would only log it): a failure sets `failed` and stops the reading."""
+    async def on_message(self, message: bytes, context: MessageContext) -> None:
+        """rstream's callback (subscribed without a decoder: the message's bytes),
+        awaited per message, in offset order. It never raises (rstream would only
+        log it): a failure sets `failed` and stops the reading."""
         if self.stopping:
             return
         stream, offset = context.stream, context.offset
@@ -122,10 +123,10 @@ class StreamConsumer:
             if self._busy == 0:
                 self._idle.set()
 
-    async def _consume(
-        self, message: AMQPMessage, stream: str, offset: int, timestamp_ms: int
-    ) -> None:
-        delivery = stream_delivery(message, stream=stream, offset=offset, timestamp_ms=timestamp_ms)
+    async def _consume(self, message: bytes, stream: str, offset: int, timestamp_ms: int) -> None:
+        delivery = read_stream_delivery(
+            message, stream=stream, offset=offset, timestamp_ms=timestamp_ms
+        )
         if self._pace is not None:
             wait, _ = self._pace(delivery)
             if wait > 0.0:
@@ -133,7 +134,12 @@ class StreamConsumer:
         reading = self._claims.reading(stream, offset) if self._claims is not None else None
         label = self.stage.label(delivery)
         committed = False
-        if label is None and delivery.version is not None:
+        if delivery.undecodable is not None:  # not even its properties: parked as it came
+            self._observers.received(delivery, label)
+            decision = Park("undecodable-properties", "UndecodableProperties", delivery.undecodable)
+            self._observers.finished(delivery, decision)
+            await self._park(delivery, label, (decision, 0), stream, offset)
+        elif label is None and delivery.version is not None:
             # A stream carries every reader's events: one of a contract this worker
             # takes no version of is not for it (on a queue, it would be a wiring
             # mistake, and parked). Counted, not parked.

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import msgspec
 import structlog
 from aio_pika.abc import AbstractConnection
-from rstream import Consumer, ConsumerOffsetSpecification, OnClosedErrorInfo, amqp_decoder
+from rstream import Consumer, ConsumerOffsetSpecification, OnClosedErrorInfo
 from rstream.constants import OffsetType
 
 from topology.names import dead_letter_queue, failure_exchange, stream_worker_base
@@ -378,8 +378,7 @@ async def _subscribe(
         shown = f"from {wanted}"
     await reader.subscribe(
         stream,
-        consumer.on_message,
-        decoder=amqp_decoder,
+        consumer.on_message,  # no decoder: the consumer reads the bytes (`message`)
         offset_specification=start,
         subscriber_name=run.consumer_name,
     )
