@@ -24,6 +24,7 @@ CONTENDERS: dict[str, str] = {
     "faststream": "tests.bench.contenders.faststream",
     "pacer": "tests.bench.contenders.pacer",
     "outbox": "tests.bench.contenders.outbox",
+    "rstream": "tests.bench.contenders.rstream",
 }
 
 

@@ -26,6 +26,7 @@ class Sizes:
         replay: events in the stream `fleet stream replay` publishes into a queue.
         observe: messages per drain of the observed-drain scenario.
         scale: messages per measurement of the scale scenario.
+        stream: events each contender of the stream drain reads (and the quorum queue holds).
     """
 
     drain: int
@@ -40,6 +41,7 @@ class Sizes:
     warmup: int
     observe: int
     scale: int
+    stream: int
 
 
 # Drains and saga steps measure steady state: 100,000 messages each, the first
@@ -59,6 +61,7 @@ DEFAULT = Sizes(
     replay=50_000,
     observe=20_000,
     scale=20_000,
+    stream=200_000,
 )
 # Starting a fleet or FastStream process costs ~0.8 s of imports (overlapped
 # with the pre-fill, but still longer), so --quick keeps every measurement short.
@@ -75,6 +78,7 @@ QUICK = Sizes(
     replay=10_000,
     observe=2_500,
     scale=2_500,
+    stream=10_000,
 )
 DEFAULT_ROUNDS = 5
 QUICK_ROUNDS = 3

@@ -25,9 +25,11 @@ FOLLOW = "bench-follow"  # collects the saga step's follow-ons
 PUBLISHED = "bench-published"  # collects the publish scenario's messages
 STREAM = "bench-stream"  # the stream the replay scenario reads (filled once a run)
 REPLAYED = "bench-replayed"  # where the replay scenario publishes
+STREAM_DRAIN = "bench-stream-drain"  # the stream the stream drain reads (filled once a run)
+QUORUM = "bench-quorum"  # the stream drain's events again, in a quorum queue
 
 #: Every queue a measurement may leave messages in (purged before each one).
-QUEUES = (DRAIN, DRAIN_QUORUM, LATENCY, FOLLOW, PUBLISHED, REPLAYED)
+QUEUES = (DRAIN, DRAIN_QUORUM, LATENCY, FOLLOW, PUBLISHED, REPLAYED, QUORUM)
 
 MODULE = "tests.bench.contenders.fleet_workers"
 PREFETCH = 256
@@ -50,6 +52,8 @@ WORKERS = {
     "latency": "latency",
     "batch-insert": "batch_insert",
     "single-insert": "single_insert",
+    "stream-drain": "stream_drain",
+    "quorum-drain": "quorum_drain",
 }
 
 TOPOLOGY = f"""
@@ -73,6 +77,8 @@ queues:
     bind: [{{exchange: {ORDERS}, routing_key: order.placed}}]
   {STREAM}: {{type: stream}}
   {REPLAYED}: {{type: classic}}
+  {STREAM_DRAIN}: {{type: stream}}
+  {QUORUM}: {{type: quorum, retry: {{attempts: 1, delays: [5s]}}}}
 workers:
   drain: {{module: {MODULE}, queue: {DRAIN}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}
   drain_quorum:
@@ -98,6 +104,14 @@ workers:
     module: {MODULE}
     queue: {DRAIN}
     publish_to: {INVENTORY}
+    prefetch: {PREFETCH}
+    concurrency: {CONCURRENCY}
+  # Scenario stream drain: the do-nothing handler on a stream (a fresh consumer
+  # name each round, so each reads from the first offset) and on a quorum queue.
+  stream_drain: {{module: {MODULE}, queue: {STREAM_DRAIN}, from: first}}
+  quorum_drain:
+    module: {MODULE}
+    queue: {QUORUM}
     prefetch: {PREFETCH}
     concurrency: {CONCURRENCY}
   latency: {{module: {MODULE}, queue: {LATENCY}, prefetch: {PREFETCH}, concurrency: {CONCURRENCY}}}

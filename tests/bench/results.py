@@ -123,6 +123,8 @@ TARGETS = (
     # Issue 17's: the outbox's cost to the producer, its relay's rate.
     Target("outbox producer", "with outbox", "without outbox", ">=", 0.7),
     Target("outbox relay", "fleet outbox relay", "fleet direct", ">=", 0.8),
+    # Issue 18's: a stream worker against bare rstream on the same events.
+    Target("stream drain", "fleet stream", "rstream", ">=", 0.8),
 )
 
 

@@ -1,4 +1,5 @@
-"""fleet's real runtime: `run_worker` on uvloop, its Publisher, or `fleet stream replay`.
+"""fleet's real runtime: `run_worker` (or `run_stream_worker`) on uvloop, its
+Publisher, or `fleet stream replay`.
 
 Consumers load the bench topology, build WorkerSettings and run
 `run_worker(settings, Shutdown())` through `workers.runtime.loop.run` (uvloop),
@@ -15,8 +16,9 @@ import logging
 import sys
 import time
 from collections.abc import MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import msgspec
 import structlog
 
 from tests.bench import layout
@@ -32,6 +34,9 @@ from workers.runtime.publisher import Publisher
 from workers.runtime.service import WorkerSettings, run_worker
 from workers.runtime.shutdown import Shutdown
 
+if TYPE_CHECKING:
+    from topology import Topology
+
 #: role → the worker of `layout.TOPOLOGY` that plays it.
 WORKERS = layout.WORKERS
 
@@ -45,8 +50,11 @@ def run(job: Job, signals: Signals) -> Outcome:
         return run_on_fleet_loop(_replay(job))
     marks: dict[str, tuple[float, float]] = {}
     _watch_logs(marks)
+    topology = layout.bench_topology()
+    if job.role == "stream-drain":
+        topology = _own_consumer(topology, WORKERS[job.role], f"bench-fleet-{job.tag}")
     settings = worker_settings(
-        layout.bench_topology(),
+        topology,
         WORKERS[job.role],
         job.url,
         database_url=job.database_url,
@@ -61,7 +69,8 @@ def run(job: Job, signals: Signals) -> Outcome:
     )
     fleet_workers.PROBE = probe
     signals.ready()
-    return run_on_fleet_loop(_consume(settings, probe, signals, marks, job.warmup))
+    stream = job.role == "stream-drain"
+    return run_on_fleet_loop(_consume(settings, probe, signals, marks, job.warmup, stream=stream))
 
 
 async def _consume(
@@ -70,11 +79,18 @@ async def _consume(
     signals: Signals,
     marks: dict[str, tuple[float, float]],
     warmup: float,
+    *,
+    stream: bool = False,
 ) -> Outcome:
     shutdown = Shutdown()
     probe.on_done = shutdown.request
     ready = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, shutdown, ready=ready))
+    if stream:  # what `fleet worker run` runs for a worker whose queue is a stream
+        from workers.streams.service import run_stream_worker
+
+        worker = asyncio.create_task(run_stream_worker(settings, shutdown, ready=ready))
+    else:
+        worker = asyncio.create_task(run_worker(settings, shutdown, ready=ready))
     consuming = asyncio.create_task(ready.wait())
     await asyncio.wait((worker, consuming), return_when=asyncio.FIRST_COMPLETED)
     if not consuming.done():
@@ -131,6 +147,13 @@ async def _replay(job: Job) -> Outcome:
         cpu_seconds=time.process_time() - cpu_started,
         max_rss_kb=peak_rss_kb(),
     )
+
+
+def _own_consumer(topology: Topology, worker: str, consumer: str) -> Topology:
+    """The topology with `worker` reading under the name `consumer`: a name that has
+    stored no offset, so the worker reads the stream from its `from` (first)."""
+    spec = msgspec.structs.replace(topology.workers[worker], consumer=consumer)
+    return msgspec.structs.replace(topology, workers={**topology.workers, worker: spec})
 
 
 def _record_spans() -> None:

@@ -30,6 +30,8 @@ drain = Worker("drain")
 drain_quorum = Worker("drain_quorum")  # the same handler, on a quorum queue
 drain_grouped = Worker("drain_grouped")  # the same handler, with the inbox's group commit
 drain_alone = Worker("drain_alone")  # and with a transaction per delivery
+stream_drain = Worker("stream_drain")  # the same handler on a stream (scenario stream drain)
+quorum_drain = Worker("quorum_drain")  # and on a quorum queue
 saga = Worker("saga")
 latency = Worker("latency")
 batch_insert = Worker("batch_insert", database=True)
@@ -51,6 +53,8 @@ async def do_nothing(event: OrderPlaced, ctx: Context) -> None:
 drain_quorum.handles(OrderPlaced)(do_nothing)
 drain_grouped.handles(OrderPlaced)(do_nothing)
 drain_alone.handles(OrderPlaced)(do_nothing)
+stream_drain.handles(OrderPlaced)(do_nothing)
+quorum_drain.handles(OrderPlaced)(do_nothing)
 
 
 @saga.handles(OrderPlaced)

@@ -24,6 +24,7 @@ from tests.bench.scenarios import (
     replay,
     saga,
     scale,
+    streams,
 )
 
 Scenario = Callable[[Bench], Awaitable[list[Series]]]
@@ -38,6 +39,7 @@ SCENARIOS: dict[str, Scenario] = {
     "outbox": outbox.run,
     "console": console.run,
     "replay": replay.run,
+    "stream": streams.run,
     "scale": scale.run,
     "batch": batch.run,
 }
