@@ -204,6 +204,35 @@ class TestResuming:
         assert (consuming["start"], consuming["stored"]) == ("offset 10", 9)
         assert not second.events("stream.offsets_lost")
 
+    async def test_a_killed_worker_handles_again_at_most_its_last_second_and_loses_nothing(
+        self, tmp_path: Path, broker: Broker
+    ) -> None:
+        """Without a database the offset goes to the broker once a second: killed with
+        SIGKILL mid-stream, the worker resumes right after the last offset it stored. It
+        handles again only what it handled since that store (at most a second's worth;
+        the follow-ons carry the same ids), and no sale is lost."""
+        path = await write_topology(tmp_path, broker)
+        total = 80
+        per_second = 20  # `slow`: 50 ms a sale
+        await publish(broker.amqp_url, [sale(i, note="slow") for i in range(total)])
+        first = worker(broker, path).start()
+        try:
+            before = await collect(broker.amqp_url, "seen", 2 * per_second)  # 2 s: stored
+            first.kill()
+        finally:
+            first.stop()
+        before += await collect(broker.amqp_url, "seen", total, seconds=2)  # sent before it died
+        with worker(broker, path) as second:
+            [resumed] = second.events("stream.consuming")
+            stored = resumed["stored"]
+            assert stored is not None
+            after = await collect(broker.amqp_url, "seen", total - stored - 1)
+        assert sales_of(after) == [f"s-{i}" for i in range(stored + 1, total)]
+        assert set(sales_of(before)) | set(sales_of(after)) == {f"s-{i}" for i in range(total)}
+        again = set(sales_of(before)) & set(sales_of(after))
+        print(f"handled before the kill: {len(before)}, stored: {stored}, again: {len(again)}")
+        assert len(again) <= per_second * 1.5  # the store window (a second), and some slack
+
     @pytest.mark.parametrize(
         ("protocol", "noticed"),
         [("stream", "stream.connection_lost"), ("AMQP 0-9-1", "broker.connection_lost")],

@@ -15,7 +15,7 @@ from rstream import AMQPMessage, amqp_decoder
 from rstream._pyamqp.message import Header, Properties
 
 from workers.runtime import headers as h
-from workers.runtime.delivery import Delivery
+from workers.runtime.delivery import Delivery, read_delivery
 from workers.streams import amqp10
 from workers.streams.message import read_stream_delivery, stream_delivery
 
@@ -74,11 +74,14 @@ def view(delivery: Delivery) -> dict[str, Any]:
 
 
 def both(data: bytes) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The delivery read by fleet's reader and by rstream's decoder; each is also what
+    the queue workers' `read_delivery` reads from its 0.9.1 message."""
     where = {"stream": "s-0", "offset": 7, "timestamp_ms": 1_700_000_000_000}
-    return (
-        view(read_stream_delivery(data, **where)),  # type: ignore[arg-type]
-        view(stream_delivery(amqp_decoder(data), **where)),  # type: ignore[arg-type]
-    )
+    fast = read_stream_delivery(data, **where)  # type: ignore[arg-type]
+    reference = stream_delivery(amqp_decoder(data), **where)  # type: ignore[arg-type]
+    assert view(read_delivery(fast.message)) == view(fast)
+    assert view(read_delivery(reference.message)) == view(reference)
+    return view(fast), view(reference)
 
 
 values = st.recursive(

@@ -76,7 +76,7 @@ def read(data: bytes) -> Sections | None:
     """The sections of one message; None when rstream's decoder must read it."""
     try:
         return _sections(data)
-    except (Unsupported, IndexError, struct.error, ValueError):
+    except Exception:  # Unsupported, or bytes it cannot walk (an unhashable map key, …)
         return None
 
 
@@ -94,7 +94,13 @@ def _sections(data: bytes) -> Sections:
             continue
         if section not in _KNOWN and section != _FOOTER:
             raise Unsupported(f"section {section:#x}")
-        value, i = _value(code, data, i)
+        value: Any
+        if code == 0xC1:  # the usual map8 and list8, without `_value`'s tests
+            value, i = _map(data[i + 1] // 2, data, i + 2)
+        elif code == 0xC0:
+            value, i = _list(data[i + 1], data, i + 2)
+        else:
+            value, i = _value(code, data, i)
         if section == _ANNOTATIONS:
             found.annotations = value
         elif section == _PROPERTIES:
@@ -187,6 +193,10 @@ def _map(pairs: int, data: bytes, i: int) -> tuple[dict[Any, Any], int]:
             value, i = data[i + 2 : end], end
         elif code == 0x40:
             value, i = None, i + 1
+        elif code == 0x50:  # ubyte: x-basic-delivery-mode
+            value, i = data[i + 1], i + 2
+        elif code == 0x51:  # byte: a small header value (`version`)
+            value, i = _I8.unpack_from(data, i + 1)[0], i + 2
         else:
             value, i = _value(code, data, i + 1)
         mapping[key] = value
@@ -202,6 +212,8 @@ def _list(count: int, data: bytes, i: int) -> tuple[list[Any], int]:
         elif code == 0xA1 or code == 0xA3 or code == 0xA0:
             end = i + 2 + data[i + 1]
             items[n], i = data[i + 2 : end], end
+        elif code == 0x83:  # timestamp: creation-time
+            items[n], i = _I64.unpack_from(data, i + 1)[0], i + 9
         else:
             items[n], i = _value(code, data, i + 1)
     return items, i
