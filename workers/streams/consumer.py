@@ -1,6 +1,7 @@
 """One stream message's path, in offset order, one at a time per stream:
 
-    read it (`message.read_stream_delivery`) ─▶ another reader's contract: pass it over
+    read it (`message.read_stream_delivery`; bytes no reader decodes: park them)
+    ─▶ another reader's contract: pass it over
     ─▶ the handler stage (`runtime.handling`): decode, handle with in-process
     retries, publish follow-ons with confirms
     ─▶ done: note the offset; cannot be processed: park a copy in the worker's
