@@ -104,8 +104,8 @@ def grouped(series: list[Series]) -> list[Series]:
 
 
 def targets(series: list[Series]) -> str:
-    """Issue 6's targets with the measured ratios."""
-    lines = ["targets (issue 6):"]
+    """The issues' targets with the measured ratios."""
+    lines = ["targets (issues 6, 17, 18, 21):"]
     for target in TARGETS:
         value, met = target.measure(series)
         verdict = "not measured" if met is None else ("met" if met else "NOT met")

@@ -88,7 +88,7 @@ def find(everything: list[Series], scenario: str, contender: str) -> Series | No
 
 @dataclass(frozen=True)
 class Target:
-    """One of issue 6's targets: `contender` / `against` in `scenario`, compared to `bound`."""
+    """One of the issues' targets: `contender` / `against` in `scenario`, compared to `bound`."""
 
     scenario: str
     contender: str
@@ -110,7 +110,7 @@ class Target:
         return value, met
 
 
-#: Issue 6, "Targets, as ratios from the same run".
+#: The issues' targets, as ratios from the same run (issue 6's first).
 TARGETS = (
     Target("drain", "fleet", "aio-pika", ">=", 1.8),
     Target("drain", "fleet", "faststream", ">=", 3.0),
@@ -125,6 +125,14 @@ TARGETS = (
     Target("outbox relay", "fleet outbox relay", "fleet direct", ">=", 0.8),
     # Issue 18's: a stream worker against bare rstream on the same events.
     Target("stream drain", "fleet stream", "rstream", ">=", 0.8),
+    # Issue 21's, in steady state (100,000 messages a measurement): the saga
+    # step, memory at the end of a drain and a saga step, and the share of the
+    # C client's ceiling on a classic and a quorum queue.
+    Target("saga step", "fleet", "aio-pika", ">=", 2.2),
+    Target("drain rss at end", "fleet", "aio-pika", "<=", 1.5),
+    Target("saga step rss at end", "fleet", "aio-pika", "<=", 1.5),
+    Target("drain", "fleet", "C client", ">=", 0.9),
+    Target("drain, quorum queue", "fleet", "C client", ">=", 0.55),
 )
 
 

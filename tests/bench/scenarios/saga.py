@@ -34,7 +34,7 @@ from tests.bench.scenarios.throughput import drain_rounds
 NAME = "saga step"
 # FastStream's saga step is the bench's slowest measurement (100,000 messages at
 # ~1,600 msg/s: a minute a round); a default run leaves it to --extras (and --all)
-# so that it fits in 10 minutes. Its drain stays in the default run.
+# so that it fits in 10 minutes (its drain too: scenarios/drain.py).
 FASTSTREAM_SAGA = replace(FASTSTREAM, extra=True)
 ENTRANTS = (FLEET, FLEET_CLI, FLEET_PUBLIC_API, AIO_PIKA, AIO_PIKA_UVLOOP, FASTSTREAM_SAGA)
 
