@@ -25,7 +25,7 @@ from topology.apply import apply
 from topology.nodes import with_credentials
 from workers.loader import load_worker
 from workers.runtime import headers as h
-from workers.testing import WorkerProcess, collect, eventually, queue_depth
+from workers.testing import WorkerProcess, collect, eventually, queue_depth, rabbitmqctl
 
 TOPOLOGY = """
 exchanges:
@@ -256,6 +256,28 @@ class TestResuming:
             await publish(broker.amqp_url, [sale(i) for i in range(10, 20)], start=10)
             later = await collect(broker.amqp_url, "seen", 10)
         assert closed
+        assert sales_of(first + later) == [f"s-{i}" for i in range(20)]
+        starts = [e["start"] for e in process.logs if e["event"] == "stream.consuming"]
+        assert starts == ["from first", "offset 10"]
+
+    async def test_a_broker_restart_under_the_worker_resumes_after_its_last_offset(
+        self, tmp_path: Path, broker: Broker, broker_ctl: list[str]
+    ) -> None:
+        """`rabbitmqctl stop_app` / `start_app` under a running stream worker: it
+        reconnects both connections and reads on after the last offset it finished,
+        nothing lost, nothing read twice."""
+        path = await write_topology(tmp_path, broker)
+        await publish(broker.amqp_url, [sale(i) for i in range(10)])
+        with worker(broker, path) as process:
+            first = await collect(broker.amqp_url, "seen", 10)
+            await rabbitmqctl("stop_app", "start_app", "await_startup", ctl=broker_ctl)
+            await eventually(
+                lambda: len(process.events("stream.consuming")) >= 2,
+                what="the worker consuming again",
+                timeout=90,
+            )
+            await publish(broker.amqp_url, [sale(i) for i in range(10, 20)], start=10)
+            later = await collect(broker.amqp_url, "seen", 10, seconds=60)
         assert sales_of(first + later) == [f"s-{i}" for i in range(20)]
         starts = [e["start"] for e in process.logs if e["event"] == "stream.consuming"]
         assert starts == ["from first", "offset 10"]
