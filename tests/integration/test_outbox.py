@@ -77,6 +77,19 @@ async def relaying(database: str, url: str, **options: Any) -> AsyncIterator[Rel
         await asyncio.wait_for(task, 15)
 
 
+@contextlib.asynccontextmanager
+async def sleeping_relay(database: str, broker: Broker, exchange: str) -> AsyncIterator[Tap]:
+    """A tap on `exchange` and a relay whose poll (120 s) never comes in a test, idle
+    and asleep: what reaches the tap inside the block was woken for."""
+    async with (
+        tap(broker.amqp_url, exchange) as seen,
+        relaying(database, broker.amqp_url, poll=120) as relay,
+    ):
+        await eventually(lambda: relay.stats.batches == 0, what="an idle relay")
+        await asyncio.sleep(0.3)  # it has fetched nothing and sleeps until woken
+        yield seen
+
+
 async def commit(db: asyncpg.Connection, *events: Tick, **options: Any) -> None:
     async with outbox.transaction(db):
         for event in events:
@@ -253,11 +266,7 @@ class TestExecute:
     async def test_outside_a_transaction_it_commits_and_wakes_the_relay(
         self, broker: Broker, database: str, db: asyncpg.Connection, exchange: str
     ) -> None:
-        async with (
-            tap(broker.amqp_url, exchange) as seen,
-            relaying(database, broker.amqp_url, poll=120) as relay,
-        ):
-            await eventually(lambda: relay.stats.batches == 0, what="an idle relay")
+        async with sleeping_relay(database, broker, exchange) as seen:
             message = await outbox.execute(
                 db, INSERT_ORDER, "o-9", 900, event=Tick(key="o-9", seq=1), message_id="m-9"
             )
@@ -343,12 +352,7 @@ class TestPsycopg:
         """As Django's `transaction.on_commit` would call it: after the commit."""
 
         async def woken() -> list[tuple[str, int]]:
-            async with (
-                tap(broker.amqp_url, exchange) as seen,
-                relaying(database, broker.amqp_url, poll=120) as relay,
-            ):
-                await eventually(lambda: relay.stats.batches == 0, what="an idle relay")
-                await asyncio.sleep(0.3)
+            async with sleeping_relay(database, broker, exchange) as seen:
                 await asyncio.to_thread(commit_and_wake)
                 await seen.next(Tick, timeout=10)
             return ticks(seen)
@@ -431,12 +435,7 @@ class TestRelay:
         self, broker: Broker, database: str, db: asyncpg.Connection, exchange: str
     ) -> None:
         """`outbox.transaction` wakes the relay after its commit (and not before)."""
-        async with (
-            tap(broker.amqp_url, exchange) as seen,
-            relaying(database, broker.amqp_url, poll=120) as relay,
-        ):
-            await eventually(lambda: relay.stats.batches == 0, what="an idle relay")
-            await asyncio.sleep(0.3)  # it has fetched nothing and sleeps until woken
+        async with sleeping_relay(database, broker, exchange) as seen:
             await commit(db, Tick(key="k", seq=1))
             await seen.next(Tick, timeout=10)
 
