@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import importlib.metadata
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import aiormq
 import aiormq.connection
@@ -17,7 +18,8 @@ from aiormq.abc import AbstractChannel
 from tests.conftest import Broker
 from tests.integration.conftest import ROOT, PikaPublisher, order
 from workers.runtime import fastpath
-from workers.runtime.connection import connect
+from workers.runtime.connection import connect, open_channels
+from workers.runtime.fastpath import routing
 from workers.runtime.fastpath.frames import BufferedFrameReceiver
 from workers.runtime.fastpath.sending import FrameSender
 from workers.runtime.fastpath.wire import publish_frames_for
@@ -86,6 +88,50 @@ class TestAiormqsInternals:
         receiver = aiormq.connection.FrameReceiver
         assert receiver in (BufferedFrameReceiver, BufferedFrameReceiver.__mro__[1])
         assert callable(receiver.get_frame)
+
+    async def test_a_consume_channels_deliveries_go_straight_from_the_frame_buffer(
+        self, broker: Broker
+    ) -> None:
+        """The route finds what it needs on aiormq's channel and connection (the frame
+        queue, consumers, the watchdog's last-frame time), and every delivery of a
+        consume channel runs in a task the route started, none lost."""
+        # Given
+        connection = await connect(broker.amqp_url, name="test-routing")
+        try:
+            channels = await open_channels(connection, prefetch=50)
+            assert connection.transport is not None
+            raw: Any = connection.transport.connection
+            receiver = routing._receivers[raw]
+            route = receiver.routes[channels.consume.number]
+            declared = await channels.consume.queue_declare("", exclusive=True)
+            queue = declared.queue or ""
+            routed: list[bool] = []
+            done = asyncio.Event()
+            last_frame_before = raw._Connection__last_frame_time
+
+            async def consume(message: aiormq.abc.DeliveredMessage) -> None:
+                routed.append(asyncio.current_task() in route.tasks)
+                assert isinstance(message.delivery, aiormq.spec.Basic.Deliver)
+                await channels.consume.basic_ack(message.delivery.delivery_tag or 0)
+                if len(routed) == 200:
+                    done.set()
+
+            await channels.consume.basic_consume(queue, consume)
+            await asyncio.sleep(0.2)  # ConsumeOk seen: later deliveries can be routed
+            # When
+            for n in range(200):
+                await channels.publish.basic_publish(
+                    b"{}",
+                    routing_key=queue,
+                    properties=aiormq.spec.Basic.Properties(message_id=f"m-{n}"),
+                )
+            await asyncio.wait_for(done.wait(), 20)
+            # Then
+            assert all(routed), f"{routed.count(False)} of 200 went aiormq's way"
+            assert raw._Connection__last_frame_time > last_frame_before
+        finally:
+            await connection.close()
+        assert channels.consume.number not in receiver.routes  # unrouted when it closed
 
 
 class TestTheGate:

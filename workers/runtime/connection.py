@@ -24,7 +24,7 @@ from pamqp.common import FieldTable
 from topology import BrokerRefused, BrokerUnreachable
 from topology.tls import handshake_problem, tls_files, unreadable_file
 from workers.runtime import fastpath
-from workers.runtime.fastpath import frames
+from workers.runtime.fastpath import frames, routing
 from workers.runtime.nodes import NodeRing
 
 #: Errors that mean "the broker went away or is not there": reconnect, do not crash.
@@ -81,9 +81,10 @@ async def connect(url: str | NodeRing, *, name: str) -> AbstractConnection:
         if unreadable is not None:
             raise BrokerRefused(f"cannot connect to {_safe(candidate)}: {unreadable}")
         try:
-            connection = await aio_pika.connect(
-                candidate, client_properties=properties, timeout=CONNECT_TIMEOUT
-            )
+            with frames.opening() as receivers:
+                connection = await aio_pika.connect(
+                    candidate, client_properties=properties, timeout=CONNECT_TIMEOUT
+                )
         except aiormq.exceptions.ProbableAuthenticationError as exc:
             # Every node of a cluster shares its users: the next would refuse too.
             raise BrokerRefused(
@@ -97,6 +98,9 @@ async def connect(url: str | NodeRing, *, name: str) -> AbstractConnection:
             reasons.append(f"{_safe(candidate)}: {_reason(exc)}")
             continue
         ring.connected(candidate)
+        if receivers and connection.transport is not None:
+            # Its consume channel's deliveries can then skip aiormq's plumbing.
+            routing.attach(connection.transport.connection, receivers[-1])
         return connection
     if len(reasons) == 1:
         raise BrokerUnreachable(
@@ -112,6 +116,7 @@ async def open_channels(connection: AbstractConnection, *, prefetch: int) -> Cha
     publish = await connection.channel(publisher_confirms=True, on_return_raises=True)
     raw_consume = await consume.get_underlay_channel()
     await raw_consume.basic_qos(prefetch_count=prefetch)
+    routing.route(raw_consume)  # deliveries straight from the frame buffer, where it can
     return Channels(
         connection, raw_consume, await publish.get_underlay_channel(), (consume, publish)
     )

@@ -66,13 +66,13 @@ def decode_frame(data: bytes) -> tuple[int, int, Any]:
     if kind == _BODY and size:
         return end + 1, channel, ContentBody(data[_PAYLOAD:end])
     if kind == _HEADER:
-        return end + 1, channel, _content_header(data, end)
+        return end + 1, channel, content_header(data, end)
     if kind == _METHOD and size >= 4 and _INDEX.unpack_from(data, _PAYLOAD)[0] == _DELIVER:
-        return end + 1, channel, _deliver(data, end)
+        return end + 1, channel, deliver(data, end)
     return pamqp.frame.unmarshal(data)
 
 
-def _deliver(data: bytes, end: int) -> Basic.Deliver:
+def deliver(data: bytes, end: int) -> Basic.Deliver:
     frame: Basic.Deliver = _new(Basic.Deliver)
     frame.consumer_tag, offset = _short_string(data, _PAYLOAD + 4)
     frame.delivery_tag = _LONGLONG.unpack_from(data, offset)[0]
@@ -86,7 +86,7 @@ def _deliver(data: bytes, end: int) -> Basic.Deliver:
     return frame
 
 
-def _content_header(data: bytes, end: int) -> ContentHeader:
+def content_header(data: bytes, end: int) -> ContentHeader:
     """A content header, whatever values its publisher wrote.
 
     The broker passes properties on as they were published, so a value pamqp

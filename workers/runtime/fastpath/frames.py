@@ -10,22 +10,32 @@ buffer, awaiting only when no complete frame is left. A delivery's frames are
 decoded by `decoding.decode_frame`, every other frame by pamqp, and errors map
 to the same aiormq exceptions.
 
+On a routed channel (`routing`), a delivery whose frames are all in the
+buffer is not returned at all: it goes to its consumer from here.
+
 `install()` makes aiormq use it for every connection this process opens
 (aiormq looks the class up when it connects). It checks the aiormq it is
-given: with a receiver of another shape it leaves aiormq as it is.
+given: with a receiver of another shape it leaves aiormq as it is. `opening()`
+collects the receivers a connect creates, so the caller can `routing.attach`
+the right one to its connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import struct
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import Any
 
 import aiormq.connection
+from aiormq.abc import DeliveredMessage
 from aiormq.exceptions import AMQPConnectionError, InvalidFrameError, ProtocolSyntaxError
 from pamqp.exceptions import PAMQPException
 
-from workers.runtime.fastpath.decoding import decode_frame
+from workers.runtime.fastpath.decoding import content_header, decode_frame, deliver
+from workers.runtime.fastpath.routing import Route
 
 #: Bytes asked of the socket per read: many deliveries' worth.
 READ_SIZE = 256 * 1024
@@ -33,6 +43,21 @@ READ_SIZE = 256 * 1024
 _HEADER = struct.Struct(">BHI")
 _HEADER_SIZE = _HEADER.size
 _FRAME_END = 0xCE
+_METHOD, _CONTENT_HEADER, _BODY = 1, 2, 3
+_DELIVER = b"\x00\x3c\x00\x3c"  # Basic.Deliver: class 60, method 60
+_BODY_SIZE = struct.Struct(">Q")  # a content header's body size, after class id and weight
+_DECODE_ERRORS = (PAMQPException, ValueError, struct.error, IndexError)
+#: What the buffer's head is, for `get_frame` (see `_hand_over`).
+_OTHER, _MORE_BYTES, _CATCH_UP = object(), object(), object()
+#: How often a routed delivery lets aiormq's reader catch up before it goes
+#: aiormq's way instead (its reader drains its queue in one step, unless it is
+#: blocked: then the delivery does not wait for it).
+CATCH_UP_YIELDS = 2
+
+#: The receivers created while `opening()` watches.
+_opened: ContextVar[list[BufferedFrameReceiver] | None] = ContextVar(
+    "fleet_opened_receivers", default=None
+)
 
 _Original: Any = aiormq.connection.FrameReceiver
 
@@ -47,16 +72,139 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
         super().__init__(reader)
         self._buffer = bytearray()
         self._offset = 0
+        #: Routed channels by number (`routing.route`).
+        self.routes: dict[int, Route] = {}
+        #: The aiormq connection it reads for (`routing.attach`).
+        self.connection: Any = None
+        #: Bytes a routed delivery at the head of the buffer needs at least.
+        self._wanted = 0
+        opened = _opened.get()
+        if opened is not None:
+            opened.append(self)
 
     async def get_frame(self) -> tuple[int, int, Any]:
+        catching_up = 0
         while True:
-            data = self._cut()
-            if data is not None:
-                try:
+            try:
+                head = self._hand_over() if self.routes else _OTHER
+                if head is _MORE_BYTES:
+                    await self._fill()
+                    continue
+                if head is _CATCH_UP and catching_up < CATCH_UP_YIELDS:
+                    catching_up += 1
+                    await asyncio.sleep(0)
+                    continue
+                data = self._cut()
+                if data is not None:
                     return decode_frame(data)
-                except (PAMQPException, ValueError, struct.error, IndexError) as e:
-                    raise InvalidFrameError(f"{type(e).__name__}: {e}") from e
+            except _DECODE_ERRORS as e:
+                raise InvalidFrameError(f"{type(e).__name__}: {e}") from e
             await self._fill()
+
+    def _hand_over(self) -> object:
+        """Dispatch every whole delivery at the buffer's head whose channel is
+        routed; then say what the head is: `_MORE_BYTES` (a routed delivery, not
+        all here), `_CATCH_UP` (a routed delivery, but aiormq's reader has frames
+        of its channel to see first) or `_OTHER` (for aiormq)."""
+        buffer = self._buffer
+        touched: Route | None = None
+        head = _OTHER
+        while True:
+            offset = self._offset
+            available = len(buffer) - offset
+            if available < self._wanted:
+                head = _MORE_BYTES
+                break
+            self._wanted = 0
+            if available < _HEADER_SIZE or not self.started:
+                break
+            kind, channel, size = _HEADER.unpack_from(buffer, offset)
+            route = self.routes.get(channel)
+            if (
+                kind != _METHOD
+                or route is None
+                or buffer[offset + _HEADER_SIZE : offset + _HEADER_SIZE + 4] != _DELIVER
+            ):
+                break
+            if not route.accepting():
+                # The frames aiormq still holds come before this delivery and are
+                # whole deliveries (or others): once its reader has run, they are
+                # gone and routing resumes (else a delivery split across two reads
+                # would keep every later one on aiormq's path).
+                head = _CATCH_UP
+                break
+            parts = self._delivery_at(offset, channel, size)
+            if parts is None:
+                break  # not a delivery's usual frames: aiormq's path decides
+            if isinstance(parts, int):
+                self._wanted = parts
+                head = _MORE_BYTES
+                break
+            method_end, header_end, bodies, end = parts
+            frame = deliver(bytes(buffer[offset:method_end]), method_end - offset - 1)
+            callback = route.consumer(frame.consumer_tag or "")
+            if callback is None:
+                break
+            header_data = bytes(buffer[method_end:header_end])
+            header = content_header(header_data, len(header_data) - 1)
+            body = b"".join([buffer[start:stop] for start, stop in bodies])
+            if end == len(buffer):
+                buffer.clear()
+                self._offset = 0
+            else:
+                self._offset = end
+            route.dispatch(
+                callback,
+                DeliveredMessage(delivery=frame, header=header, body=body, channel=route.channel),
+            )
+            touched = route
+        if touched is not None:
+            touched.touch()
+        return head
+
+    def _delivery_at(
+        self, offset: int, channel: int, size: int
+    ) -> tuple[int, int, list[tuple[int, int]], int] | int | None:
+        """Where the delivery starting at `offset` lies: (method end, header end, body
+        payload spans, end); or the bytes it needs at least when not all of it is
+        buffered; or None when its frames are not a method, a content header and
+        body frames of one channel."""
+        buffer = self._buffer
+        length = len(buffer)
+        method_end = offset + _HEADER_SIZE + size + 1
+        if method_end + _HEADER_SIZE > length:
+            return method_end + _HEADER_SIZE - offset
+        kind: int
+        on: int
+        header_size: int
+        kind, on, header_size = _HEADER.unpack_from(buffer, method_end)
+        if kind != _CONTENT_HEADER or on != channel or header_size < 12:
+            return None
+        header_end = method_end + _HEADER_SIZE + header_size + 1
+        if header_end > length:
+            return header_end - offset
+        body_size: int = _BODY_SIZE.unpack_from(buffer, method_end + _HEADER_SIZE + 4)[0]
+        bodies: list[tuple[int, int]] = []
+        position, got = header_end, 0
+        while got < body_size:
+            if position + _HEADER_SIZE > length:
+                return position + _HEADER_SIZE + body_size - got + 1 - offset
+            frame_size: int
+            kind, on, frame_size = _HEADER.unpack_from(buffer, position)
+            if kind != _BODY or on != channel:
+                return None
+            end = position + _HEADER_SIZE + frame_size + 1
+            if end > length:
+                return end - offset
+            if buffer[end - 1] != _FRAME_END:
+                return None  # aiormq's path cuts it and refuses the frame
+            bodies.append((position + _HEADER_SIZE, end - 1))
+            got += frame_size
+            position = end
+        for end in (method_end, header_end):
+            if buffer[end - 1] != _FRAME_END:
+                return None
+        return method_end, header_end, bodies, position
 
     def _cut(self) -> bytes | None:
         """The next complete frame's bytes, or None until more arrive."""
@@ -109,6 +257,17 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
             del self._buffer[: self._offset]
             self._offset = 0
         self._buffer += chunk
+
+
+@contextmanager
+def opening() -> Iterator[list[BufferedFrameReceiver]]:
+    """The receivers created while the block runs (by the connect it awaits)."""
+    opened: list[BufferedFrameReceiver] = []
+    token = _opened.set(opened)
+    try:
+        yield opened
+    finally:
+        _opened.reset(token)
 
 
 def install() -> bool:
