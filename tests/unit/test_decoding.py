@@ -4,6 +4,7 @@ attribute, for every property and odd value, and refuses malformed frames."""
 from __future__ import annotations
 
 import asyncio
+import random
 import struct
 from datetime import UTC, datetime
 from typing import Any
@@ -89,6 +90,24 @@ PROPERTIES = [
 @pytest.mark.parametrize("body_size", [0, 289, 2**33])
 def test_content_headers(properties: commands.Basic.Properties, body_size: int) -> None:
     assert_decodes_as_pamqp(marshal(ContentHeader(0, body_size, properties), 1))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_every_combination_of_properties_reads_as_pamqp_reads_it(seed: int) -> None:
+    """Each combination of property flags has its own straight-line reader: a random
+    subset of `every-property`'s values (and a timestamp repeated, then changed)."""
+    rng = random.Random(seed)
+    full = PROPERTIES[2]
+    for timestamp in (full.timestamp, full.timestamp, datetime(2030, 1, 1, tzinfo=UTC)):
+        chosen = {
+            name: getattr(full, name)
+            for name in commands.Basic.Properties.__slots__
+            if rng.random() < 0.5
+        }
+        if "timestamp" in chosen:
+            chosen["timestamp"] = timestamp
+        properties = commands.Basic.Properties(**chosen)
+        assert_decodes_as_pamqp(marshal(ContentHeader(0, 7, properties), 1))
 
 
 def test_a_timestamp_in_milliseconds_is_read_as_pamqp_reads_it() -> None:

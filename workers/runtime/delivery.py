@@ -19,9 +19,11 @@ from contracts import derive_message_id
 from workers.runtime import headers as h
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen: a frozen dataclass builds its 16 fields through object.__setattr__,
+# twice the time, once per delivery. Nothing assigns to one after `read_delivery`.
+@dataclass(slots=True, eq=False)
 class Delivery:
-    """One delivery, as the consumer sees it."""
+    """One delivery, as the consumer sees it (compared and hashed by identity)."""
 
     message: DeliveredMessage
     tag: int
@@ -57,13 +59,16 @@ def read_delivery(message: DeliveredMessage) -> Delivery:
     delivery = message.delivery
     properties = message.header.properties
     raw = properties.headers
-    headers: dict[str, Any] = raw if isinstance(raw, dict) else {}
+    headers: dict[str, Any] = raw if type(raw) is dict else raw if isinstance(raw, dict) else {}
     type_name = _text(properties.message_type)
     routing_key = _text(getattr(delivery, "routing_key", None)) or ""
     message_id = clean_id(properties.message_id) or derive_message_id(
         type_name or routing_key, message.body
     )
     undecodable = headers.get(h.UNDECODABLE)
+    attempts = headers.get(h.ATTEMPTS)
+    retries = headers.get(h.RETRIES)
+    version = headers.get(h.VERSION, 1)
     return Delivery(
         message=message,
         tag=getattr(delivery, "delivery_tag", None) or 0,
@@ -72,12 +77,13 @@ def read_delivery(message: DeliveredMessage) -> Delivery:
         routing_key=routing_key,
         headers=headers,
         type_name=type_name,
-        version=version_of(headers),
+        # The common values (an int version, no counters yet) without a call each.
+        version=version if type(version) is int and version >= 1 else version_of(headers),
         message_id=message_id,
         correlation_id=clean_id(properties.correlation_id) or message_id,
         causation_id=clean_id(headers.get(h.CAUSATION_ID)),
-        attempts=count(headers.get(h.ATTEMPTS)),
-        retries=count(headers.get(h.RETRIES)),
+        attempts=0 if attempts is None else count(attempts),
+        retries=0 if retries is None else count(retries),
         deliveries=count(headers[h.DELIVERIES]) if h.DELIVERIES in headers else None,
         undecodable=undecodable if isinstance(undecodable, str) else None,
     )
@@ -110,7 +116,7 @@ def clean_id(value: Any) -> str | None:
     """An id as fleet keeps it: as sent, unless it holds NUL, which PostgreSQL's text
     refuses (one such id in a group-commit batch would fail every member's claim).
     Those become a stable digest, so redeliveries still dedupe under it."""
-    text = _text(value)
+    text = value if type(value) is str and value else _text(value)
     if text is None or "\x00" not in text:
         return text
     return "nul-" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
@@ -118,6 +124,8 @@ def clean_id(value: Any) -> str | None:
 
 def _text(value: Any) -> str | None:
     """A short string property or header as text; None when absent or empty."""
+    if value is None:
+        return None
     if isinstance(value, str):
         return value or None
     if isinstance(value, bytes):

@@ -91,6 +91,9 @@ class HandlerStage:
         self._faults = faults
         self._terminal = terminal
         self._inbox = inbox
+        # An inbox without a timeline (in memory) is given no note: one object less
+        # per delivery.
+        self._notes = getattr(inbox, "keeps_timeline", True)
         self._observers = observers
         self._trace_headers = trace_headers
         self._evolution = evolution
@@ -356,7 +359,8 @@ class HandlerStage:
         inbox = self._inbox
         if inbox is None:
             return self._outgoing(await function(event, ctx), ctx)
-        async with inbox.claim(self.name, ctx.message_id, _note(ctx)) as claim:
+        note = _note(ctx) if self._notes else None
+        async with inbox.claim(self.name, ctx.message_id, note) as claim:
             if claim.duplicate:
                 self._observers.duplicate(delivery, ctx.event_type)
                 return claim.replay

@@ -116,6 +116,9 @@ async def _keep_session(connection: asyncpg.Connection) -> None:
 class Inbox(Protocol):
     """Where processed message ids, the timeline and crash counts are kept."""
 
+    #: Whether a claim's `note` is written (the timeline); False: none is built.
+    keeps_timeline: bool
+
     async def start(self) -> None:
         """Connect and create what is missing."""
 
@@ -155,6 +158,8 @@ class MemoryInbox(MemoryClaims):
         replays: claims whose follow-ons are kept for a replay.
     """
 
+    keeps_timeline = False
+
     async def start(self) -> None:
         return None
 
@@ -186,6 +191,8 @@ class PostgresInbox:
             transaction each for the others (handlers are told apart by the
             event type in the claim's note).
     """
+
+    keeps_timeline = True
 
     def __init__(
         self,

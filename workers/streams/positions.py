@@ -145,6 +145,8 @@ class OffsetClaims:
         name: the consumer name.
     """
 
+    keeps_timeline = False  # a stream worker's claims write no timeline
+
     def __init__(self, pool: asyncpg.Pool, name: str):
         self._pool = pool
         self.name = name

@@ -23,6 +23,7 @@ the right one to its connection.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import struct
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -53,6 +54,13 @@ _OTHER, _MORE_BYTES, _CATCH_UP = object(), object(), object()
 #: aiormq's way instead (its reader drains its queue in one step, unless it is
 #: blocked: then the delivery does not wait for it).
 CATCH_UP_YIELDS = 2
+
+#: Whether a DeliveredMessage (a frozen dataclass) can be filled in directly, a
+#: third of its constructor's time: the fields are the ones this was written for.
+_DIRECT_MESSAGE = not hasattr(DeliveredMessage, "__slots__") and tuple(
+    field.name for field in dataclasses.fields(DeliveredMessage)
+) == ("delivery", "header", "body", "channel")
+_new = object.__new__
 
 #: The receivers created while `opening()` watches.
 _opened: ContextVar[list[BufferedFrameReceiver] | None] = ContextVar(
@@ -123,7 +131,7 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
             if (
                 kind != _METHOD
                 or route is None
-                or buffer[offset + _HEADER_SIZE : offset + _HEADER_SIZE + 4] != _DELIVER
+                or not buffer.startswith(_DELIVER, offset + _HEADER_SIZE)
             ):
                 break
             if not route.accepting():
@@ -141,22 +149,33 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
                 head = _MORE_BYTES
                 break
             method_end, header_end, bodies, end = parts
-            frame = deliver(bytes(buffer[offset:method_end]), method_end - offset - 1)
+            frame = deliver(buffer, method_end - 1, offset)
             callback = route.consumer(frame.consumer_tag or "")
             if callback is None:
                 break
-            header_data = bytes(buffer[method_end:header_end])
-            header = content_header(header_data, len(header_data) - 1)
-            body = b"".join([buffer[start:stop] for start, stop in bodies])
+            header = content_header(buffer, header_end - 1, method_end)
+            if len(bodies) == 1:
+                start, stop = bodies[0]
+                body = bytes(buffer[start:stop])
+            else:
+                body = b"".join([buffer[start:stop] for start, stop in bodies])
             if end == len(buffer):
                 buffer.clear()
                 self._offset = 0
             else:
                 self._offset = end
-            route.dispatch(
-                callback,
-                DeliveredMessage(delivery=frame, header=header, body=body, channel=route.channel),
-            )
+            if _DIRECT_MESSAGE:
+                message = _new(DeliveredMessage)
+                fields = message.__dict__
+                fields["delivery"] = frame
+                fields["header"] = header
+                fields["body"] = body
+                fields["channel"] = route.channel
+            else:
+                message = DeliveredMessage(
+                    delivery=frame, header=header, body=body, channel=route.channel
+                )
+            route.dispatch(callback, message)
             touched = route
         if touched is not None:
             touched.touch()
