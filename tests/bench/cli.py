@@ -193,7 +193,8 @@ async def _scenarios_on(
     profiles = config.json_path.with_suffix("").with_name(config.json_path.stem + "-profiles")
     bench = Bench(config, url, queues, logs, profiles if config.profile else None)
     names = ", ".join(config.scenarios)
-    bench.progress(f"vhost {vhost}; {config.rounds} rounds; scenarios {names}")
+    rounds = f"{config.steady_rounds} rounds of the drain and saga step, {config.rounds} of others"
+    bench.progress(f"vhost {vhost}; {rounds}; scenarios {names}")
     series: list[Series] = []
     skipped: list[Skipped] = []
     try:

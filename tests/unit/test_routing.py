@@ -307,3 +307,37 @@ def test_the_frames_marshal_as_they_unmarshal() -> None:
     for channel, frame in stream(0)[:6]:
         data = marshal(frame, channel)
         assert unmarshal(data)[1] == channel
+
+
+async def test_a_delivery_left_to_aiormq_halfway_does_not_hold_back_the_frames_after_it() -> None:
+    """A routed delivery still arriving when its channel closes goes aiormq's way,
+    whole, and the frames after it come out without waiting for more bytes."""
+    # Given: two routed channels, and half of a large delivery on the first
+    connection = FakeConnection()
+    first, second = FakeChannel(connection, 1), FakeChannel(connection, 3)
+    reader = asyncio.StreamReader()
+    receiver = BufferedFrameReceiver(reader)
+    receiver.started = True
+    routing.attach(connection, receiver)  # type: ignore[arg-type]
+    for channel in (first, second):
+        channel.consumers[TAG] = lambda message: asyncio.sleep(0)
+        assert routing.route(channel)  # type: ignore[arg-type]
+    data = b"".join(marshal(f, c) for c, f in delivery_frames(1, b"x" * 450))
+    reader.feed_data(data[:150])
+    waiting = asyncio.ensure_future(receiver.get_frame())
+    await asyncio.sleep(0.01)
+    assert not waiting.done()  # the receiver waits for the rest of the delivery
+    # When: the channel closes, and the rest arrives with a heartbeat after it
+    first.closing.set_result(None)
+    await asyncio.sleep(0)
+    reader.feed_data(data[150:] + marshal(Heartbeat(), 0))
+    got = [await asyncio.wait_for(waiting, 1)]
+    for _ in range(6):  # the header, five body frames, then the heartbeat
+        got.append(await asyncio.wait_for(receiver.get_frame(), 1))
+    # Then
+    assert [type(frame) for _, _, frame in got] == [
+        commands.Basic.Deliver,
+        ContentHeader,
+        *[ContentBody] * 5,
+    ]
+    assert isinstance((await asyncio.wait_for(receiver.get_frame(), 1))[2], Heartbeat)

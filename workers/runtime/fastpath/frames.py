@@ -84,7 +84,8 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
         self.routes: dict[int, Route] = {}
         #: The aiormq connection it reads for (`routing.attach`).
         self.connection: Any = None
-        #: Bytes a routed delivery at the head of the buffer needs at least.
+        #: Bytes the routed delivery at the head of the buffer needs at least (so a
+        #: large one is not parsed again after every read); the head moving resets it.
         self._wanted = 0
         opened = _opened.get()
         if opened is not None:
@@ -120,10 +121,6 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
         while True:
             offset = self._offset
             available = len(buffer) - offset
-            if available < self._wanted:
-                head = _MORE_BYTES
-                break
-            self._wanted = 0
             if available < _HEADER_SIZE or not self.started:
                 break
             kind, channel, size = _HEADER.unpack_from(buffer, offset)
@@ -141,6 +138,10 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
                 # would keep every later one on aiormq's path).
                 head = _CATCH_UP
                 break
+            if available < self._wanted:  # this delivery, still short of bytes
+                head = _MORE_BYTES
+                break
+            self._wanted = 0
             parts = self._delivery_at(offset, channel, size)
             if parts is None:
                 break  # not a delivery's usual frames: aiormq's path decides
@@ -242,6 +243,7 @@ class BufferedFrameReceiver(_Original):  # type: ignore[misc]
         if buffer[end - 1] != _FRAME_END:
             raise InvalidFrameError(f"frame end octet missing: {bytes(buffer[offset:end])!r}")
         data = bytes(buffer[offset:end])
+        self._wanted = 0
         if end == len(buffer):
             buffer.clear()
             self._offset = 0
