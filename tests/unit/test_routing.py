@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from pamqp.frame import marshal, unmarshal
 from pamqp.header import ContentHeader
 from pamqp.heartbeat import Heartbeat
 
+from tests.bench.payload import properties as fleet_properties
 from tests.unit.test_decoding import attributes
 from workers.runtime.fastpath import routing
 from workers.runtime.fastpath.frames import BufferedFrameReceiver
@@ -54,14 +54,7 @@ class FakeChannel:
 def delivery_frames(
     tag: int, body: bytes, *, consumer_tag: str = TAG, channel: int = CONSUME
 ) -> list[tuple[int, Any]]:
-    properties = commands.Basic.Properties(
-        content_type="application/json",
-        delivery_mode=2,
-        message_id=f"m-{tag}",
-        message_type="OrderPlaced",
-        timestamp=datetime(2026, 12, 4, tzinfo=UTC),
-        headers={"version": 1, "x-n": tag},
-    )
+    properties = fleet_properties(f"m-{tag}")  # what any client publishes to fleet
     frames: list[Any] = [
         commands.Basic.Deliver(consumer_tag, tag, tag % 5 == 0, "orders", f"order.{tag}"),
         ContentHeader(0, len(body), properties),

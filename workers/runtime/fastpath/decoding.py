@@ -106,12 +106,7 @@ def content_header(data: bytes | bytearray, end: int, start: int = 0) -> Content
         return _tolerant_header(bytes(data[start : end + 1]), end - start)
     if offset > end:
         return _tolerant_header(bytes(data[start : end + 1]), end - start)
-    header: ContentHeader = _new(ContentHeader)
-    header.class_id = class_id
-    header.weight = weight
-    header.body_size = body_size
-    header.properties = properties
-    return header
+    return _header(class_id, weight, body_size, properties)
 
 
 @cache
@@ -227,6 +222,16 @@ def _tolerant_header(data: bytes, end: int) -> ContentHeader:
     if problems:
         headers = properties.headers if isinstance(properties.headers, dict) else {}
         properties.headers = {**headers, UNDECODABLE: "; ".join(problems)}
+    return _header(class_id, weight, body_size, properties)
+
+
+def _header(
+    class_id: Any,  # pamqp declares it a class attribute of None
+    weight: int,
+    body_size: int,
+    properties: Basic.Properties,
+) -> ContentHeader:
+    """pamqp's ContentHeader, without its constructor's defaults and checks."""
     header: ContentHeader = _new(ContentHeader)
     header.class_id = class_id
     header.weight = weight
